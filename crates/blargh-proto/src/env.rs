@@ -1,0 +1,32 @@
+//! Names of the environment variables the agent sets for a release.
+//!
+//! The first four are the systemd socket-activation and readiness protocol, so any app
+//! that supports socket activation works under blargh without linking the library.
+
+/// Number of inherited listening sockets, starting at fd 3 (systemd protocol).
+pub const LISTEN_FDS: &str = "LISTEN_FDS";
+/// Pid the inherited sockets are meant for; other processes must ignore them.
+pub const LISTEN_PID: &str = "LISTEN_PID";
+/// Colon-separated names of the inherited sockets, in fd order.
+pub const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// Datagram socket on which the app sends `READY=1` and `STOPPING=1`.
+pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
+/// Id of the release this process runs (a directory name under `releases/`).
+pub const RELEASE_ID: &str = "BLARGH_RELEASE_ID";
+/// The app's root directory on the server (holds `releases/`, `data/`, `current`).
+pub const ROOT: &str = "BLARGH_ROOT";
+/// Directory that persists across releases, for the app's own files.
+pub const DATA_DIR: &str = "BLARGH_DATA_DIR";
+/// Milliseconds the app has to drain after SIGTERM before the agent sends SIGKILL.
+pub const DRAIN_TIMEOUT_MS: &str = "BLARGH_DRAIN_TIMEOUT_MS";
+/// Name of the app, as the agent knows it.
+pub const APP: &str = "BLARGH_APP";
+
+/// First file descriptor of inherited sockets (systemd's `SD_LISTEN_FDS_START`).
+pub const LISTEN_FDS_START: i32 = 3;
+
+/// Readiness message (sd_notify protocol).
+pub const NOTIFY_READY: &str = "READY=1";
+/// Sent by the app once it has stopped accepting new connections while draining.
+pub const NOTIFY_STOPPING: &str = "STOPPING=1";

@@ -1,0 +1,44 @@
+//! The app side of blargh: take the listening sockets the agent hands over, say when the
+//! app is ready, drain gracefully when a new release takes over, and know which release runs.
+//!
+//! Everything here also works outside blargh: without inherited sockets, [`listen`] binds a
+//! development address, so `cargo run` keeps working.
+//!
+//! # Example with axum (feature `axum`)
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // The socket named "web" from the agent, or 127.0.0.1:3000 under `cargo run`.
+//!     let listener = blargh::listen("web", "127.0.0.1:3000")?;
+//!     let release = blargh::release::current();
+//!     let app = Router::new().route(
+//!         "/",
+//!         get(move || {
+//!             let id = release.as_ref().map(|r| r.id.clone()).unwrap_or("dev".into());
+//!             async move { format!("hello from {id}\n") }
+//!         }),
+//!     );
+//!     // Signals readiness, serves, and on SIGTERM drains: stops accepting, answers the next
+//!     // request on each keep-alive connection with `Connection: close`, lets streaming
+//!     // responses finish until the drain deadline, then returns.
+//!     blargh::serve(listener, app).await
+//! }
+//! ```
+//!
+//! Apps on other stacks use the pieces: [`listen`], [`notify::ready`],
+//! [`shutdown::signal`] (feature `tokio`), and [`notify::stopping`].
+
+pub mod listen;
+pub mod notify;
+pub mod release;
+#[cfg(feature = "axum")]
+mod serve;
+#[cfg(feature = "tokio")]
+pub mod shutdown;
+
+pub use listen::{listen, listener};
+#[cfg(feature = "axum")]
+pub use serve::{DrainConfig, serve, serve_with};

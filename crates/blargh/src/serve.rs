@@ -1,0 +1,212 @@
+//! An HTTP/1 server for any tower service (an axum `Router` included) that drains on SIGTERM
+//! without failing a request: the piece that makes a release switch invisible to clients.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::{notify, shutdown};
+
+/// How a draining release treats its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainConfig {
+    /// After SIGTERM, the longest the server waits for connections to finish before it
+    /// returns and drops them. Defaults to the agent's drain timeout less a margin, or 30 s.
+    pub deadline: Duration,
+    /// A keep-alive connection with no request for this long is closed while draining.
+    /// Connections that send a request get `Connection: close` on its response instead,
+    /// which never races with a client sending on them.
+    pub idle_close_after: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            deadline: shutdown::drain_budget().unwrap_or(Duration::from_secs(30)),
+            idle_close_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Serves `service` on `listener` until SIGTERM or SIGINT, then drains (see [`serve_with`]).
+pub async fn serve<S, B>(listener: std::net::TcpListener, service: S) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_with(listener, service, DrainConfig::default()).await
+}
+
+/// Serves `service` on `listener`: signals readiness, accepts until SIGTERM or SIGINT, then
+/// stops accepting, tells the agent (`STOPPING=1`), answers the next request on every
+/// keep-alive connection with `Connection: close`, lets responses in progress (streams,
+/// upgrades) run until they end, closes connections idle for `idle_close_after`, and returns
+/// once no connection is left or the deadline has passed.
+pub async fn serve_with<S, B>(
+    listener: std::net::TcpListener,
+    service: S,
+    config: DrainConfig,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let mut conns = JoinSet::new();
+    let stop = shutdown::signal();
+    tokio::pin!(stop);
+
+    notify::ready()?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve_connection(
+                        stream,
+                        service.clone(),
+                        draining.clone(),
+                        drain_rx.clone(),
+                        config.idle_close_after,
+                    ));
+                }
+                // Out of fds or a connection reset while queued: keep serving.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+            _ = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+
+    // Our copy of the socket closes; the agent's copy keeps it open for the next release.
+    drop(listener);
+    draining.store(true, Ordering::SeqCst);
+    let _ = drain_tx.send(true);
+    let _ = notify::stopping();
+
+    let deadline = tokio::time::sleep(config.deadline);
+    tokio::pin!(deadline);
+    let again = shutdown::signal();
+    tokio::pin!(again);
+    loop {
+        tokio::select! {
+            next = conns.join_next() => if next.is_none() { break },
+            _ = &mut deadline => break,
+            _ = &mut again => break,
+        }
+    }
+    conns.abort_all();
+    Ok(())
+}
+
+/// What a connection's task knows about its requests.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(self.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed())
+    }
+}
+
+async fn serve_connection<S, B>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    draining: Arc<AtomicBool>,
+    mut drain_rx: tokio::sync::watch::Receiver<bool>,
+    idle_close_after: Duration,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last: Mutex::new(Instant::now()),
+    });
+    let svc_activity = activity.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = service.clone();
+        let activity = svc_activity.clone();
+        let draining = draining.clone();
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        activity.touch();
+        async move {
+            let mut res = service.oneshot(req).await?;
+            if draining.load(Ordering::SeqCst) {
+                // hyper closes the connection after writing a response that says so.
+                res.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            activity.touch();
+            activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let conn = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+
+    // Serve normally until the release starts draining.
+    if !*drain_rx.borrow() {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = drain_rx.changed() => {}
+        }
+    }
+    // Draining: requests get `Connection: close`; a connection left idle is closed.
+    loop {
+        let wait = match activity.idle_for() {
+            Some(idle) if idle >= idle_close_after => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                return;
+            }
+            Some(idle) => idle_close_after - idle,
+            None => Duration::from_millis(50),
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

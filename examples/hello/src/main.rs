@@ -1,0 +1,66 @@
+//! hello: a small axum app deployed with blargh.
+//!
+//! - `GET /` says which release answers: `hello from <version> (release <id>)`.
+//! - `GET /stream?ticks=N&interval_ms=M` streams N lines, one every M ms (a long-lived
+//!   response for drain tests).
+//! - `GET /health` answers `ok`.
+//!
+//! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
+//! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would.
+
+use std::time::Duration;
+
+use axum::{Router, extract::Query, routing::get};
+use futures_util::stream;
+
+/// The version this build reports; tests build two releases with different values.
+const VERSION: &str = match option_env!("HELLO_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+#[derive(serde::Deserialize)]
+struct StreamParams {
+    ticks: Option<u32>,
+    interval_ms: Option<u64>,
+}
+
+fn app() -> Router {
+    let release = blargh::release::current_id().unwrap_or_else(|| "dev".to_string());
+    let greeting = format!("hello from {VERSION} (release {release})\n");
+    Router::new()
+        .route("/", get(move || async move { greeting }))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/stream", get(stream_ticks))
+}
+
+async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {
+    let ticks = p.ticks.unwrap_or(10);
+    let interval = Duration::from_millis(p.interval_ms.unwrap_or(100));
+    let s = stream::unfold(0u32, move |i| async move {
+        if i >= ticks {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let line = format!("tick {i} from {VERSION}\n");
+        Some((Ok::<_, std::convert::Infallible>(line), i + 1))
+    });
+    axum::body::Body::from_stream(s)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let warmup: u64 = std::env::var("HELLO_WARMUP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    println!("hello {VERSION} starting (warm-up {warmup} ms)");
+    tokio::time::sleep(Duration::from_millis(warmup)).await;
+    let listener = blargh::listen("web", "127.0.0.1:3000")?;
+    println!("hello {VERSION} serving on {}", listener.local_addr()?);
+    blargh::serve(listener, app()).await?;
+    println!("hello {VERSION} drained, exiting");
+    Ok(())
+}
