@@ -138,7 +138,12 @@ impl Activity {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        Some(self.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed())
+        Some(
+            self.last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed(),
+        )
     }
 }
 

@@ -1,0 +1,95 @@
+//! The agent's settings, as given on its command line (`cargo-blargh agent run …`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A listening socket the agent binds when it does not inherit one: `NAME=ADDRESS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// Name handed to the app in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// `host:port` to bind.
+    pub address: String,
+}
+
+impl std::str::FromStr for ListenSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, address) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not NAME=ADDRESS (for example web=0.0.0.0:80)"))?;
+        if name.is_empty() || name.contains(':') || !name.is_ascii() {
+            return Err(format!(
+                "{name:?} cannot name a socket: use letters, digits, '-' or '_' (no ':')"
+            ));
+        }
+        Ok(ListenSpec {
+            name: name.to_string(),
+            address: address.to_string(),
+        })
+    }
+}
+
+/// Everything the agent needs to run one app.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The app's root directory (see [`crate::layout::Layout`]).
+    pub root: PathBuf,
+    /// The app's name.
+    pub app: String,
+    /// Sockets to bind when none are inherited from the init system.
+    pub listen: Vec<ListenSpec>,
+    /// User the app runs as when the agent runs as root (the app never runs as root).
+    pub user: Option<String>,
+    /// Group allowed to use the control socket (mode 0660 instead of 0600).
+    pub socket_group: Option<String>,
+    /// How long a starting release may take to say `READY=1`.
+    pub ready_timeout: Duration,
+    /// How long a draining release may take to finish before SIGKILL.
+    pub drain_timeout: Duration,
+    /// Releases kept on disk (current and previous are always kept).
+    pub keep_releases: usize,
+    /// Crashes within `crash_window` after which the agent stops restarting.
+    pub max_restarts: usize,
+    /// Window for counting crashes.
+    pub crash_window: Duration,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults for everything but root and app name.
+    pub fn new(root: impl Into<PathBuf>, app: impl Into<String>) -> Self {
+        AgentConfig {
+            root: root.into(),
+            app: app.into(),
+            listen: Vec::new(),
+            user: None,
+            socket_group: None,
+            ready_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            keep_releases: 5,
+            max_restarts: 5,
+            crash_window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_specs_parse_with_clear_errors() {
+        let s: ListenSpec = "web=127.0.0.1:8080".parse().unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.address, "127.0.0.1:8080");
+        let v6: ListenSpec = "api=[::1]:80".parse().unwrap();
+        assert_eq!(v6.address, "[::1]:80");
+        assert!(
+            "127.0.0.1:80"
+                .parse::<ListenSpec>()
+                .unwrap_err()
+                .contains("NAME=ADDRESS")
+        );
+        assert!("a:b=1.2.3.4:5".parse::<ListenSpec>().is_err());
+    }
+}

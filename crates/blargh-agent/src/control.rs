@@ -1,0 +1,157 @@
+//! The control server: the agent's Unix socket, one request per connection (see
+//! [`blargh_proto::control`]). The socket is 0600, or 0660 for a group given to deployers.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use blargh_proto::control::{ControlError, ReleaseEntry, Reply, Request, encode_line};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::supervisor::{Action, Supervisor};
+
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// Binds the control socket at `path`, replacing a stale one, with mode 0600 (0660 and
+/// group `gid` when given).
+pub fn bind(path: &Path, gid: Option<u32>) -> io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another agent already answers on {}; stop it first",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(listener)
+}
+
+/// Answers requests until the listener fails.
+pub async fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle(sup.clone(), stream));
+            }
+            Err(e) => {
+                eprintln!("blargh-agent: control socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(sup: Arc<Supervisor>, stream: UnixStream) {
+    let peer = peer_name(&stream);
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    let reply = match (&mut read).take(MAX_REQUEST).read_line(&mut line).await {
+        Ok(0) => return,
+        Ok(_) => match serde_json::from_str::<Request>(line.trim_end()) {
+            Ok(req) => answer(&sup, req, &peer, &mut read).await,
+            Err(e) => error(format!(
+                "not a control request ({e}); use `cargo-blargh agent ctl`, which speaks this protocol"
+            )),
+        },
+        Err(e) => error(format!("cannot read the request: {e}")),
+    };
+    let _ = write.write_all(encode_line(&reply).as_bytes()).await;
+    let _ = write.shutdown().await;
+}
+
+async fn answer(
+    sup: &Arc<Supervisor>,
+    req: Request,
+    peer: &str,
+    body: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+) -> Reply {
+    let who = |claim: Option<String>| match claim {
+        Some(c) => format!("{c} via {peer}"),
+        None => peer.to_string(),
+    };
+    match req {
+        Request::Status => Reply::Status(sup.status()),
+        Request::Releases => match sup.store().list() {
+            Ok(list) => {
+                let current = sup.store().current();
+                let previous = sup.store().previous();
+                Reply::Releases {
+                    releases: list
+                        .into_iter()
+                        .map(|m| ReleaseEntry {
+                            current: current.as_deref() == Some(m.id.as_str()),
+                            previous: previous.as_deref() == Some(m.id.as_str()),
+                            manifest: m,
+                        })
+                        .collect(),
+                }
+            }
+            Err(e) => error(format!("cannot list releases: {e}")),
+        },
+        Request::Receive { sha256, size, meta } => {
+            let by = who(meta.deployed_by.clone());
+            let mut meta = meta;
+            meta.deployed_by = Some(by.clone());
+            match sup.receive(body, &sha256, size, meta, &by).await {
+                Ok((release, already_present)) => Reply::Received {
+                    release,
+                    already_present,
+                },
+                Err(e) => Reply::Error(e),
+            }
+        }
+        Request::Activate { id, by } => match sup.activate(&id, Action::Activate, &who(by)).await {
+            Ok(a) => Reply::Activated(a),
+            Err(e) => Reply::Error(e),
+        },
+        Request::Rollback { id, by } => match sup.rollback(id.as_deref(), &who(by)).await {
+            Ok(a) => Reply::Activated(a),
+            Err(e) => Reply::Error(e),
+        },
+        Request::Logs { release, lines } => match sup.app_log().tail(release.as_deref(), lines) {
+            Ok(lines) => Reply::Logs { lines },
+            Err(e) => error(format!("cannot read the app log: {e}")),
+        },
+        Request::Audit { lines } => match sup.audit().tail(lines) {
+            Ok(events) => Reply::Audit { events },
+            Err(e) => error(format!("cannot read the audit log: {e}")),
+        },
+    }
+}
+
+fn error(message: String) -> Reply {
+    Reply::Error(ControlError {
+        message,
+        release_log: Vec::new(),
+    })
+}
+
+/// `uid 1000 (ana)` for the process on the other end of the socket.
+fn peer_name(stream: &UnixStream) -> String {
+    match stream.peer_cred() {
+        Ok(cred) => {
+            let uid = cred.uid();
+            let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| "?".into());
+            format!("uid {uid} ({name})")
+        }
+        Err(_) => "unknown peer".to_string(),
+    }
+}

@@ -1,0 +1,119 @@
+//! The per-process notify socket: where a release says `READY=1` and `STOPPING=1`
+//! (the sd_notify protocol, so apps written for systemd work unchanged).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixDatagram;
+use tokio::sync::mpsc;
+
+/// What a release told the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// Ready to serve.
+    Ready,
+    /// Stopped accepting; draining.
+    Stopping,
+    /// A free-form status line.
+    Status(String),
+}
+
+/// Parses one notify datagram (newline-separated `KEY=VALUE` assignments).
+pub fn parse(datagram: &[u8]) -> Vec<NotifyEvent> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter_map(|l| match l.split_once('=') {
+            Some(("READY", "1")) => Some(NotifyEvent::Ready),
+            Some(("STOPPING", "1")) => Some(NotifyEvent::Stopping),
+            Some(("STATUS", s)) => Some(NotifyEvent::Status(s.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A bound notify socket; the file is removed when dropped.
+#[derive(Debug)]
+pub struct NotifySocket {
+    path: PathBuf,
+    events: mpsc::UnboundedReceiver<NotifyEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NotifySocket {
+    /// Binds a datagram socket at `path`, writable by `owner` (uid, gid) when given.
+    pub fn bind(path: &Path, owner: Option<(u32, u32)>) -> io::Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let sock = UnixDatagram::bind(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind notify socket {}: {e}", path.display()),
+            )
+        })?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        }
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf).await {
+                for ev in parse(&buf[..n]) {
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(NotifySocket {
+            path: path.to_path_buf(),
+            events,
+            task,
+        })
+    }
+
+    /// The socket's path, for `NOTIFY_SOCKET`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next event; `None` never happens while the socket is open.
+    pub async fn recv(&mut self) -> Option<NotifyEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sd_notify_datagrams() {
+        assert_eq!(
+            parse(b"READY=1\nSTATUS=warming caches\n"),
+            vec![
+                NotifyEvent::Ready,
+                NotifyEvent::Status("warming caches".into())
+            ]
+        );
+        assert_eq!(parse(b"STOPPING=1"), vec![NotifyEvent::Stopping]);
+        assert!(parse(b"READY=0\nWATCHDOG=1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn receives_what_sd_notify_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sock = NotifySocket::bind(&dir.path().join("n.sock"), None).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.send_to(b"READY=1", sock.path()).unwrap();
+        assert_eq!(sock.recv().await, Some(NotifyEvent::Ready));
+        let path = sock.path().to_path_buf();
+        drop(sock);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,133 @@
+//! Starting one process of a release: the exec trampoline with the sockets on fd 3…, the
+//! release's environment, its own notify socket, its output captured into the app log.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::process::Child;
+
+use crate::logs::{AppLog, RecentLines, capture};
+use crate::notify::NotifySocket;
+use crate::sockets::Listener;
+use crate::trampoline;
+
+/// How to start one process of a release.
+#[derive(Debug)]
+pub struct SpawnSpec<'a> {
+    /// Release id.
+    pub release: &'a str,
+    /// App name (argv[0] of the process).
+    pub app: &'a str,
+    /// The release's executable.
+    pub binary: PathBuf,
+    /// Working directory (the app's data directory).
+    pub workdir: PathBuf,
+    /// Sockets to place at fd 3, 4, … in this order.
+    pub listeners: &'a [Listener],
+    /// The process's whole environment except `LISTEN_PID` and `NOTIFY_SOCKET`.
+    pub env: Vec<(String, String)>,
+    /// Directory for the notify socket.
+    pub run_dir: PathBuf,
+    /// Uid and gid to run as, when the agent is root.
+    pub run_as: Option<(u32, u32)>,
+    /// The agent's own executable (the trampoline).
+    pub trampoline: PathBuf,
+}
+
+/// A started process.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid (also its process group id).
+    pub pid: u32,
+    /// The child handle, for waiting.
+    pub child: Child,
+    /// Where it reports readiness.
+    pub notify: NotifySocket,
+    /// Its last output lines.
+    pub recent: Arc<RecentLines>,
+    /// The output copiers; they end when the process and its children close stdout/stderr.
+    pub capture: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a process of a release. The caller waits for readiness.
+pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let notify_path = spec
+        .run_dir
+        .join(format!("notify-{}-{n}.sock", std::process::id()));
+    let notify = NotifySocket::bind(&notify_path, spec.run_as)?;
+
+    let mut mappings = Vec::with_capacity(spec.listeners.len());
+    for (i, l) in spec.listeners.iter().enumerate() {
+        let dup: OwnedFd = l.socket.as_fd().try_clone_to_owned()?;
+        mappings.push(FdMapping {
+            parent_fd: dup,
+            child_fd: blargh_proto::env::LISTEN_FDS_START + i as i32,
+        });
+    }
+
+    let mut cmd = tokio::process::Command::new(&spec.trampoline);
+    cmd.arg(trampoline::ARG)
+        .arg(&spec.binary)
+        .arg(spec.app)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(blargh_proto::env::NOTIFY_SOCKET, notify.path().as_os_str())
+        .current_dir(&spec.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the agent's terminal reaches the agent only,
+        // and SIGKILL at the drain deadline reaches the app's children too.
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.env(trampoline::UID_VAR, uid.to_string())
+            .env(trampoline::GID_VAR, gid.to_string());
+    }
+    cmd.fd_mappings(mappings)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start the trampoline {}: {e}",
+                spec.trampoline.display()
+            ),
+        )
+    })?;
+    let pid = child.id().unwrap_or(0);
+    let recent = Arc::new(RecentLines::default());
+    let mut copiers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copiers.push(capture(
+            out,
+            spec.release.to_string(),
+            "out",
+            log.clone(),
+            recent.clone(),
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        copiers.push(capture(
+            err,
+            spec.release.to_string(),
+            "err",
+            log,
+            recent.clone(),
+        ));
+    }
+    Ok(Spawned {
+        pid,
+        child,
+        notify,
+        recent,
+        capture: copiers,
+    })
+}

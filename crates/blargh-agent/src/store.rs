@@ -1,0 +1,461 @@
+//! The release store: receives executables as streams, verifies them, and makes a release
+//! visible only when it is complete; tracks `current` and `previous`; prunes old releases.
+
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::time::SystemTime;
+
+use blargh_proto::ReleaseManifest;
+use blargh_proto::manifest::ReleaseMeta;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::layout::Layout;
+use crate::time::release_id;
+
+/// Why a stream was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// Fewer bytes arrived than announced.
+    #[error(
+        "the upload was cut short: {got} of {expected} bytes arrived; nothing was stored, send it again"
+    )]
+    Truncated {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// The bytes do not hash to the announced sha256.
+    #[error(
+        "the upload's sha256 is {actual} but {expected} was announced; nothing was stored (corrupted in transit, or the wrong file)"
+    )]
+    Mismatch {
+        /// Announced.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// The announced sha256 is not 64 hex digits.
+    #[error("{0:?} is not a sha256 (64 lower-case hex digits)")]
+    BadDigest(String),
+    /// Disk trouble.
+    #[error("cannot store the release: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The releases of one app on disk.
+#[derive(Debug, Clone)]
+pub struct Store {
+    layout: Layout,
+}
+
+impl Store {
+    /// The store under `layout`, creating its directories.
+    pub fn open(layout: Layout) -> io::Result<Self> {
+        for dir in [layout.releases(), layout.incoming()] {
+            std::fs::create_dir_all(&dir)?;
+        }
+        // Releases are read by the app's user; uploads in progress by nobody else.
+        std::fs::set_permissions(layout.releases(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(layout.incoming(), std::fs::Permissions::from_mode(0o700))?;
+        // Uploads interrupted by an agent crash are garbage.
+        for entry in std::fs::read_dir(layout.incoming())? {
+            let _ = remove_any(&entry?.path());
+        }
+        Ok(Store { layout })
+    }
+
+    /// The layout this store lives in.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads exactly `size` bytes from `reader`, checks they hash to `sha256`, and stores
+    /// them as a new release. When a release with that sha256 already exists the bytes are
+    /// read and discarded, and the existing release is returned with `true`.
+    pub async fn receive(
+        &self,
+        reader: &mut (impl AsyncRead + Unpin),
+        sha256: &str,
+        size: u64,
+        meta: ReleaseMeta,
+    ) -> Result<(ReleaseManifest, bool), ReceiveError> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ReceiveError::BadDigest(sha256.to_string()));
+        }
+        let sha256 = sha256.to_ascii_lowercase();
+        let existing = self.find_by_sha(&sha256)?;
+
+        let tmp = tempfile_in(&self.layout.incoming())?;
+        let result = async {
+            let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+            let mut hasher = Sha256::new();
+            let mut got = 0u64;
+            let mut buf = vec![0u8; 256 * 1024];
+            while got < size {
+                let want = buf.len().min((size - got) as usize);
+                let n = reader.read(&mut buf[..want]).await?;
+                if n == 0 {
+                    return Err(ReceiveError::Truncated {
+                        got,
+                        expected: size,
+                    });
+                }
+                hasher.update(&buf[..n]);
+                if existing.is_none() {
+                    file.write_all(&buf[..n]).await?;
+                }
+                got += n as u64;
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != sha256 {
+                return Err(ReceiveError::Mismatch {
+                    expected: sha256.clone(),
+                    actual,
+                });
+            }
+            file.sync_all().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            drop(tmp); // removes the partial upload
+            return Err(e);
+        }
+        if let Some(found) = existing {
+            return Ok((found, true));
+        }
+
+        let now = SystemTime::now();
+        let id = self.unique_id(now, &sha256);
+        let manifest = ReleaseManifest {
+            id: id.clone(),
+            version: meta.version,
+            git_sha: meta.git_sha,
+            sha256,
+            size,
+            built_at: meta.built_at,
+            deployed_at: humantime::format_rfc3339_seconds(now).to_string(),
+            deployed_by: meta.deployed_by,
+            message: meta.message,
+        };
+        // Assemble the release in a hidden directory and rename it into place: a release
+        // directory either does not exist or is complete.
+        let staging = self.layout.releases().join(format!(".{id}.partial"));
+        let _ = remove_any(&staging);
+        std::fs::create_dir(&staging)?;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
+        let bin = staging.join(blargh_proto::manifest::BINARY_FILE);
+        tmp.persist(&bin).map_err(|e| e.error)?;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+        write_synced(
+            &staging.join(blargh_proto::manifest::MANIFEST_FILE),
+            manifest.to_json().as_bytes(),
+        )?;
+        std::fs::set_permissions(
+            staging.join(blargh_proto::manifest::MANIFEST_FILE),
+            std::fs::Permissions::from_mode(0o644),
+        )?;
+        std::fs::rename(&staging, self.layout.release_dir(&id))?;
+        sync_dir(&self.layout.releases());
+        Ok((manifest, false))
+    }
+
+    fn unique_id(&self, now: SystemTime, sha256: &str) -> String {
+        let base = release_id(now, sha256);
+        let mut id = base.clone();
+        let mut n = 1;
+        while self.layout.release_dir(&id).exists() {
+            n += 1;
+            id = format!("{base}.{n}");
+        }
+        id
+    }
+
+    /// The release with this sha256, if stored.
+    pub fn find_by_sha(&self, sha256: &str) -> io::Result<Option<ReleaseManifest>> {
+        Ok(self.list()?.into_iter().find(|m| m.sha256 == sha256))
+    }
+
+    /// Every complete release, newest first.
+    pub fn list(&self) -> io::Result<Vec<ReleaseManifest>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.layout.releases())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(m) = self.get(name) {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    /// The manifest of release `id`.
+    pub fn get(&self, id: &str) -> io::Result<ReleaseManifest> {
+        if !valid_id(id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{id:?} is not a release id (see `releases`)"),
+            ));
+        }
+        let text = std::fs::read_to_string(self.layout.manifest(id)).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("there is no release {id:?} on this host (see `releases`)"),
+                )
+            } else {
+                e
+            }
+        })?;
+        ReleaseManifest::from_json(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// The id `current` points at.
+    pub fn current(&self) -> Option<String> {
+        link_target(&self.layout.current_link())
+    }
+
+    /// The id `previous` points at.
+    pub fn previous(&self) -> Option<String> {
+        link_target(&self.layout.previous_link())
+    }
+
+    /// Points `current` at `id` and `previous` at what was current (when it differs).
+    /// Each link is replaced atomically.
+    pub fn set_current(&self, id: &str) -> io::Result<()> {
+        let old = self.current();
+        if let Some(old) = old.filter(|o| o != id) {
+            replace_link(&self.layout.previous_link(), &old)?;
+        }
+        replace_link(&self.layout.current_link(), id)?;
+        sync_dir(self.layout.root());
+        Ok(())
+    }
+
+    /// Deletes the oldest releases beyond `keep`, never `current`, `previous` or `protect`.
+    /// Returns the ids removed.
+    pub fn prune(&self, keep: usize, protect: &[&str]) -> io::Result<Vec<String>> {
+        let current = self.current();
+        let previous = self.previous();
+        let keep_ids: Vec<&str> = protect
+            .iter()
+            .copied()
+            .chain(current.as_deref())
+            .chain(previous.as_deref())
+            .collect();
+        let mut removed = Vec::new();
+        let all = self.list()?;
+        let mut kept = 0;
+        for m in all {
+            if keep_ids.contains(&m.id.as_str()) || kept < keep {
+                kept += 1;
+                continue;
+            }
+            remove_any(&self.layout.release_dir(&m.id))?;
+            removed.push(m.id);
+        }
+        Ok(removed)
+    }
+}
+
+/// Release ids are plain names: no path separators, no leading dot.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn link_target(link: &Path) -> Option<String> {
+    let target = std::fs::read_link(link).ok()?;
+    Some(target.file_name()?.to_str()?.to_string())
+}
+
+fn replace_link(link: &Path, id: &str) -> io::Result<()> {
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(Path::new("releases").join(id), &tmp)?;
+    std::fs::rename(&tmp, link)
+}
+
+fn tempfile_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(".part")
+        .tempfile_in(dir)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Layout::new(dir.path())).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn stores_a_verified_stream_as_a_release() {
+        let (_d, store) = store();
+        let body = b"#!/bin/sh\necho hi\n".to_vec();
+        let meta = ReleaseMeta {
+            version: Some("1.0".into()),
+            ..Default::default()
+        };
+        let (m, again) = store
+            .receive(&mut &body[..], &sha(&body), body.len() as u64, meta)
+            .await
+            .unwrap();
+        assert!(!again);
+        assert_eq!(m.version.as_deref(), Some("1.0"));
+        assert_eq!(std::fs::read(store.layout().binary(&m.id)).unwrap(), body);
+        let mode = std::fs::metadata(store.layout().binary(&m.id))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(store.list().unwrap(), vec![m.clone()]);
+
+        // The same bytes again: nothing new stored.
+        let (m2, again) = store
+            .receive(
+                &mut &body[..],
+                &sha(&body),
+                body.len() as u64,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert!(again);
+        assert_eq!(m2.id, m.id);
+        assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_mismatched_digest_and_leaves_nothing() {
+        let (_d, store) = store();
+        let body = b"real bytes".to_vec();
+        let err = store
+            .receive(
+                &mut &body[..],
+                &sha(b"other"),
+                body.len() as u64,
+                Default::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReceiveError::Mismatch { .. }), "{err}");
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(store.layout().incoming())
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(store.layout().releases())
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_stream_leaves_no_release() {
+        let (_d, store) = store();
+        let body = vec![7u8; 1000];
+        let err = store
+            .receive(&mut &body[..600], &sha(&body), 1000, Default::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("600 of 1000 bytes"),
+            "message names the sizes: {err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(store.layout().incoming())
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(store.layout().releases())
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn current_previous_and_pruning() {
+        let (_d, store) = store();
+        let mut ids = Vec::new();
+        for i in 0..6u8 {
+            let body = vec![i; 10];
+            let (m, _) = store
+                .receive(&mut &body[..], &sha(&body), 10, Default::default())
+                .await
+                .unwrap();
+            ids.push(m.id);
+        }
+        // Activate the oldest two: they must survive pruning although they are old.
+        store.set_current(&ids[1]).unwrap();
+        store.set_current(&ids[0]).unwrap();
+        assert_eq!(store.current().as_deref(), Some(ids[0].as_str()));
+        assert_eq!(store.previous().as_deref(), Some(ids[1].as_str()));
+        // Re-activating the current release keeps `previous`.
+        store.set_current(&ids[0]).unwrap();
+        assert_eq!(store.previous().as_deref(), Some(ids[1].as_str()));
+
+        let removed = store.prune(3, &[]).unwrap();
+        let left: Vec<String> = store.list().unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(left.len(), 3, "kept 3: {left:?}");
+        assert!(left.contains(&ids[0]) && left.contains(&ids[1]));
+        assert!(left.contains(&ids[5]), "newest kept");
+        assert_eq!(removed.len(), 3);
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_store() {
+        let (_d, store) = store();
+        for bad in ["../etc", "a/b", ".hidden", ""] {
+            assert!(store.get(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! What runs: one current process per app, started and checked ready before the old one
+//! drains; crashes restarted with backoff until they look like a loop.
+//!
+//! Every change of the running process goes through one lock, so activations, rollbacks,
+//! restarts and shutdown never interleave.
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blargh_proto::ReleaseManifest;
+use blargh_proto::control::{Activation, AgentStatus, AppState, ControlError, ListenerInfo};
+use blargh_proto::manifest::ReleaseMeta;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncRead;
+use tokio::sync::{oneshot, watch};
+
+use crate::audit::Audit;
+use crate::config::AgentConfig;
+use crate::handover::{HandoverInputs, parse_env_file, release_env};
+use crate::layout::Layout;
+use crate::logs::AppLog;
+use crate::notify::NotifyEvent;
+use crate::sockets::Listener;
+use crate::spawn::{SpawnSpec, spawn};
+use crate::store::Store;
+
+/// Longest wait for a draining release to say it stopped accepting before an activation
+/// returns anyway (apps without the library never say so).
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// A process of the app that has become ready.
+#[derive(Debug, Clone)]
+struct Proc {
+    release: String,
+    pid: u32,
+    generation: u64,
+    ready_at: Instant,
+    /// True once it sent `STOPPING=1` or exited.
+    stopped: watch::Receiver<bool>,
+    /// True once it exited.
+    exited: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+struct State {
+    app: AppState,
+    current: Option<Proc>,
+    restarts: u32,
+    crashes: VecDeque<Instant>,
+}
+
+/// Why a release did not become ready; it has been stopped.
+#[derive(Debug)]
+struct StartFailure {
+    message: String,
+    log: Vec<String>,
+}
+
+/// How an activation was asked for, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A deploy (or a restart on request).
+    Activate,
+    /// Back to an earlier release.
+    Rollback,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Activate => "activate",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// The agent's heart. Shared as `Arc<Supervisor>` by the control server and its own tasks.
+#[derive(Debug)]
+pub struct Supervisor {
+    cfg: AgentConfig,
+    layout: Layout,
+    store: Store,
+    audit: Audit,
+    log: Arc<AppLog>,
+    listeners: Vec<Listener>,
+    run_as: Option<(u32, u32)>,
+    trampoline: PathBuf,
+    activation: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    generation: AtomicU64,
+}
+
+impl Supervisor {
+    /// A supervisor for the app in `cfg`, holding `listeners`. Starts nothing yet.
+    pub fn new(
+        cfg: AgentConfig,
+        listeners: Vec<Listener>,
+        run_as: Option<(u32, u32)>,
+        trampoline: PathBuf,
+    ) -> std::io::Result<Arc<Self>> {
+        let layout = Layout::new(&cfg.root);
+        let store = Store::open(layout.clone())?;
+        let log = AppLog::open(&layout.logs())?;
+        Ok(Arc::new(Supervisor {
+            audit: Audit::new(layout.audit_log()),
+            cfg,
+            layout,
+            store,
+            log,
+            listeners,
+            run_as,
+            trampoline,
+            activation: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                app: AppState::Empty,
+                current: None,
+                restarts: 0,
+                crashes: VecDeque::new(),
+            }),
+            generation: AtomicU64::new(0),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The release store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The app log.
+    pub fn app_log(&self) -> &AppLog {
+        &self.log
+    }
+
+    /// Starts the current release, if there is one (after a reboot or an agent restart).
+    pub fn boot(self: &Arc<Self>) {
+        if let Some(current) = self.store.current() {
+            self.state().app = AppState::Starting;
+            tokio::spawn(self.clone().recover(current));
+        }
+    }
+
+    /// Stores a release received on `reader` (see [`Store::receive`]) and audits it.
+    pub async fn receive(
+        &self,
+        reader: &mut (impl AsyncRead + Unpin),
+        sha256: &str,
+        size: u64,
+        meta: ReleaseMeta,
+        by: &str,
+    ) -> Result<(ReleaseManifest, bool), ControlError> {
+        match self.store.receive(reader, sha256, size, meta).await {
+            Ok((m, already)) => {
+                let detail = format!(
+                    "sha256 {} size {}{}",
+                    m.sha256,
+                    m.size,
+                    if already { " (already stored)" } else { "" }
+                );
+                self.audit
+                    .record("receive", Some(&m.id), None, Some(by), Some(&detail));
+                Ok((m, already))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.audit
+                    .record("failure", None, None, Some(by), Some(&message));
+                Err(plain_error(message))
+            }
+        }
+    }
+
+    /// Starts release `id`, waits until it is ready, then drains what served before.
+    /// On failure the new process is stopped and what served keeps serving.
+    pub async fn activate(
+        self: &Arc<Self>,
+        id: &str,
+        action: Action,
+        by: &str,
+    ) -> Result<Activation, ControlError> {
+        let t0 = Instant::now();
+        let _guard = self.activation.lock().await;
+        self.store.get(id).map_err(|e| plain_error(e.to_string()))?;
+        let serving = self.state().current.as_ref().map(|p| p.release.clone());
+        let (proc, ready_ms) = match self.start(id).await {
+            Ok(ok) => ok,
+            Err(f) => {
+                let still = match &serving {
+                    Some(s) => format!("release {s} keeps serving"),
+                    None => "nothing was serving and nothing changed".to_string(),
+                };
+                let message = format!("{}; {still}", f.message);
+                self.audit.record(
+                    "failure",
+                    Some(id),
+                    serving.as_deref(),
+                    Some(by),
+                    Some(&f.message),
+                );
+                return Err(ControlError {
+                    message,
+                    release_log: f.log,
+                });
+            }
+        };
+        let pid = proc.pid;
+        let old = {
+            let mut st = self.state();
+            st.app = AppState::Running;
+            st.restarts = 0;
+            st.crashes.clear();
+            st.current.replace(proc)
+        };
+        if let Err(e) = self.store.set_current(id) {
+            self.log.write(
+                id,
+                "agent",
+                &format!("cannot record the current release (it would not start at boot): {e}"),
+            );
+        }
+        if let Some(old) = &old {
+            self.drain(old.clone()).await;
+        }
+        let previous = old.map(|o| o.release).or_else(|| self.store.previous());
+        self.audit.record(
+            action.name(),
+            Some(id),
+            previous.as_deref(),
+            Some(by),
+            Some(&format!("pid {pid}, ready in {ready_ms} ms")),
+        );
+        let protect: Vec<&str> = [Some(id), previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Ok(removed) = self.store.prune(self.cfg.keep_releases, &protect) {
+            for r in removed {
+                self.audit.record("prune", Some(&r), None, None, None);
+            }
+        }
+        Ok(Activation {
+            release: id.to_string(),
+            previous,
+            pid,
+            ready_ms,
+            total_ms: t0.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Activates the previous release, or `id`.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        id: Option<&str>,
+        by: &str,
+    ) -> Result<Activation, ControlError> {
+        let target = match id {
+            Some(id) => id.to_string(),
+            None => self.store.previous().ok_or_else(|| {
+                plain_error(
+                    "there is no previous release to roll back to; name one (see `releases`)"
+                        .to_string(),
+                )
+            })?,
+        };
+        self.activate(&target, Action::Rollback, by).await
+    }
+
+    /// What runs and how it is doing.
+    pub fn status(&self) -> AgentStatus {
+        let st = self.state();
+        let current_id = st
+            .current
+            .as_ref()
+            .map(|p| p.release.clone())
+            .or_else(|| self.store.current());
+        AgentStatus {
+            app: self.cfg.app.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_pid: std::process::id(),
+            state: st.app,
+            current: current_id.and_then(|id| self.store.get(&id).ok()),
+            previous: self.store.previous(),
+            pid: st.current.as_ref().map(|p| p.pid),
+            uptime_ms: st
+                .current
+                .as_ref()
+                .map(|p| p.ready_at.elapsed().as_millis() as u64),
+            restarts: st.restarts,
+            rss_bytes: st.current.as_ref().and_then(|p| rss_bytes(p.pid)),
+            listeners: self
+                .listeners
+                .iter()
+                .map(|l| ListenerInfo {
+                    name: l.name.clone(),
+                    address: l.address(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Drains the running release and waits for it to exit (agent shutdown).
+    pub async fn shutdown(self: &Arc<Self>) {
+        let _guard = self.activation.lock().await;
+        let current = self.state().current.take();
+        if let Some(p) = current {
+            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+            let mut exited = p.exited.clone();
+            if tokio::time::timeout(self.cfg.drain_timeout, exited.wait_for(|e| *e))
+                .await
+                .is_err()
+            {
+                let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Spawns release `id` and waits for `READY=1`. On success the process is watched: a
+    /// later exit goes to [`Self::on_exit`].
+    async fn start(self: &Arc<Self>, id: &str) -> Result<(Proc, u64), StartFailure> {
+        let fail = |message: String| StartFailure {
+            message,
+            log: Vec::new(),
+        };
+        let app_env = match std::fs::read_to_string(self.layout.env_file()) {
+            Ok(text) => parse_env_file(&text).map_err(|e| {
+                fail(format!(
+                    "release {id} was not started: {} ({})",
+                    e,
+                    self.layout.env_file().display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(fail(format!("cannot read the app's env file: {e}"))),
+        };
+        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+        let run_dir = self.layout.run();
+        let data_dir = self.layout.data();
+        let path =
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string());
+        // NOTIFY_SOCKET is filled in by spawn(), which owns the socket.
+        let env = release_env(&HandoverInputs {
+            listener_names: &names,
+            notify_socket: std::path::Path::new(""),
+            release: id,
+            app: &self.cfg.app,
+            root: self.layout.root(),
+            data_dir: &data_dir,
+            drain_timeout: self.cfg.drain_timeout,
+            app_env: &app_env,
+            path: &path,
+        })
+        .into_iter()
+        .filter(|(k, _)| k != blargh_proto::env::NOTIFY_SOCKET)
+        .collect();
+        let spawned = spawn(
+            SpawnSpec {
+                release: id,
+                app: &self.cfg.app,
+                binary: self.layout.binary(id),
+                workdir: data_dir.clone(),
+                listeners: &self.listeners,
+                env,
+                run_dir,
+                run_as: self.run_as,
+                trampoline: self.trampoline.clone(),
+            },
+            self.log.clone(),
+        )
+        .map_err(|e| fail(format!("release {id} could not be started: {e}")))?;
+
+        let t0 = Instant::now();
+        let pid = spawned.pid;
+        let mut notify = spawned.notify;
+        let mut child = spawned.child;
+        let (exit_tx, mut exit_rx) = oneshot::channel::<std::io::Result<ExitStatus>>();
+        tokio::spawn(async move {
+            let _ = exit_tx.send(child.wait().await);
+        });
+        self.log.write(
+            id,
+            "agent",
+            &format!("started pid {pid}, waiting for READY=1"),
+        );
+
+        enum Outcome {
+            Ready,
+            Exited(String),
+            Timeout,
+        }
+        let deadline = tokio::time::sleep(self.cfg.ready_timeout);
+        tokio::pin!(deadline);
+        let outcome = loop {
+            tokio::select! {
+                ev = notify.recv() => if ev == Some(NotifyEvent::Ready) { break Outcome::Ready },
+                st = &mut exit_rx => break Outcome::Exited(describe_exit(st.ok().and_then(Result::ok))),
+                _ = &mut deadline => break Outcome::Timeout,
+            }
+        };
+        let ready_ms = t0.elapsed().as_millis() as u64;
+        let failure = match outcome {
+            Outcome::Ready => None,
+            Outcome::Exited(how) => Some(format!("release {id} {how} before it was ready")),
+            Outcome::Timeout => {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut exit_rx).await;
+                Some(format!(
+                    "release {id} did not signal readiness (READY=1 on NOTIFY_SOCKET) within {} s and was stopped; \
+                     if it needs longer, raise the ready timeout",
+                    self.cfg.ready_timeout.as_secs_f32()
+                ))
+            }
+        };
+        if let Some(message) = failure {
+            // Let the output copiers catch the last lines the process wrote.
+            for c in spawned.capture {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c).await;
+            }
+            self.log.write(id, "agent", &message);
+            return Err(StartFailure {
+                message,
+                log: spawned.recent.lines(),
+            });
+        }
+        self.log
+            .write(id, "agent", &format!("pid {pid} ready after {ready_ms} ms"));
+
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let (stopped_tx, stopped) = watch::channel(false);
+        let (exited_tx, exited) = watch::channel(false);
+        let proc = Proc {
+            release: id.to_string(),
+            pid,
+            generation,
+            ready_at: Instant::now(),
+            stopped,
+            exited,
+        };
+        let me = self.clone();
+        let release = id.to_string();
+        tokio::spawn(async move {
+            let mut notify_open = true;
+            let status = loop {
+                tokio::select! {
+                    ev = notify.recv(), if notify_open => match ev {
+                        Some(NotifyEvent::Stopping) => { stopped_tx.send_replace(true); }
+                        Some(_) => {}
+                        None => notify_open = false,
+                    },
+                    st = &mut exit_rx => break st.ok().and_then(Result::ok),
+                }
+            };
+            stopped_tx.send_replace(true);
+            exited_tx.send_replace(true);
+            me.on_exit(generation, &release, pid, status);
+        });
+        Ok((proc, ready_ms))
+    }
+
+    /// Tells `old` to drain and waits (briefly) until it stops accepting; SIGKILL follows at
+    /// the drain deadline if it is still running.
+    async fn drain(&self, old: Proc) {
+        if *old.exited.borrow() {
+            return;
+        }
+        let _ = kill(Pid::from_raw(old.pid as i32), Signal::SIGTERM);
+        let mut stopped = old.stopped.clone();
+        let _ = tokio::time::timeout(
+            STOP_WAIT.min(self.cfg.drain_timeout),
+            stopped.wait_for(|s| *s),
+        )
+        .await;
+        let mut exited = old.exited.clone();
+        let deadline = self.cfg.drain_timeout;
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            if tokio::time::timeout(deadline, exited.wait_for(|e| *e))
+                .await
+                .is_err()
+            {
+                log.write(
+                    &old.release,
+                    "agent",
+                    &format!(
+                        "pid {} still running at the drain deadline ({} s): SIGKILL",
+                        old.pid,
+                        deadline.as_secs_f32()
+                    ),
+                );
+                let _ = killpg(Pid::from_raw(old.pid as i32), Signal::SIGKILL);
+            }
+        });
+    }
+
+    /// A watched process exited. If it was the current one, that is a crash: restart it
+    /// with backoff, or give up when crashes come too fast.
+    fn on_exit(
+        self: &Arc<Self>,
+        generation: u64,
+        release: &str,
+        pid: u32,
+        status: Option<ExitStatus>,
+    ) {
+        let how = describe_exit(status);
+        self.log
+            .write(release, "agent", &format!("pid {pid} {how}"));
+        let mut st = self.state();
+        if st.current.as_ref().map(|p| p.generation) != Some(generation) {
+            return; // drained, replaced, or shut down: expected
+        }
+        st.current = None;
+        self.audit.record(
+            "crash",
+            Some(release),
+            None,
+            None,
+            Some(&format!("pid {pid} {how}")),
+        );
+        if self.note_crash(&mut st, release) {
+            return;
+        }
+        st.app = AppState::Starting;
+        drop(st);
+        tokio::spawn(self.clone().recover(release.to_string()));
+    }
+
+    /// Counts a crash; true (and state `CrashLoop`) when there were too many too fast.
+    fn note_crash(&self, st: &mut State, release: &str) -> bool {
+        let now = Instant::now();
+        st.crashes.push_back(now);
+        while st
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.cfg.crash_window)
+        {
+            st.crashes.pop_front();
+        }
+        if st.crashes.len() > self.cfg.max_restarts {
+            st.app = AppState::CrashLoop;
+            let detail = format!(
+                "{} crashes within {} s; not restarting it again. Deploy a fix or roll back; \
+                 see its output with `logs`",
+                st.crashes.len(),
+                self.cfg.crash_window.as_secs()
+            );
+            self.log.write(release, "agent", &detail);
+            self.audit
+                .record("crash_loop", Some(release), None, None, Some(&detail));
+            return true;
+        }
+        false
+    }
+
+    /// Restarts `release` until it is ready, backing off between attempts, unless another
+    /// activation takes over or the crash budget runs out.
+    async fn recover(self: Arc<Self>, release: String) {
+        loop {
+            let delay = backoff(self.state().crashes.len());
+            tokio::time::sleep(delay).await;
+            let _guard = self.activation.lock().await;
+            {
+                let st = self.state();
+                if st.current.is_some() || st.app != AppState::Starting {
+                    return;
+                }
+            }
+            match self.start(&release).await {
+                Ok((proc, ready_ms)) => {
+                    let pid = proc.pid;
+                    let mut st = self.state();
+                    let first = st.crashes.is_empty();
+                    st.current = Some(proc);
+                    st.app = AppState::Running;
+                    if !first {
+                        st.restarts += 1;
+                    }
+                    drop(st);
+                    let event = if first { "start" } else { "restart" };
+                    self.audit.record(
+                        event,
+                        Some(&release),
+                        None,
+                        None,
+                        Some(&format!("pid {pid}, ready in {ready_ms} ms")),
+                    );
+                    return;
+                }
+                Err(f) => {
+                    self.audit
+                        .record("failure", Some(&release), None, None, Some(&f.message));
+                    let mut st = self.state();
+                    if self.note_crash(&mut st, &release) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Delay before restart attempt after `crashes` recent crashes: the first at once, then
+/// 250 ms doubling up to 10 s.
+pub fn backoff(crashes: usize) -> Duration {
+    match crashes {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(6)))
+            .min(Duration::from_secs(10)),
+    }
+}
+
+fn describe_exit(status: Option<ExitStatus>) -> String {
+    match status {
+        None => "exited (status unknown)".to_string(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => {
+                let name = Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| sig.to_string());
+                format!("was killed by signal {sig} ({name})")
+            }
+            _ => format!("ended ({s})"),
+        },
+    }
+}
+
+fn plain_error(message: String) -> ControlError {
+    ControlError {
+        message,
+        release_log: Vec::new(),
+    }
+}
+
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_once_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_millis(500));
+        assert_eq!(backoff(40), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn exits_are_described_for_people() {
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(3 << 8))),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(9))),
+            "was killed by signal 9 (SIGKILL)"
+        );
+    }
+}

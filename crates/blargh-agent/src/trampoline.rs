@@ -1,0 +1,68 @@
+//! The exec trampoline: the agent starts its own executable in this mode with the sockets
+//! already on fd 3…; it drops to the app's user, sets `LISTEN_PID` to its own pid (which
+//! exec keeps), and execs the release. This is how `LISTEN_PID` can be right without
+//! running code between fork and exec in the threaded agent.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+
+/// First argument that selects trampoline mode. Must be checked before anything else in
+/// `main` runs (in particular before any thread starts).
+pub const ARG: &str = "__blargh-exec-release";
+/// Uid to switch to before exec (set by the agent when it runs as root).
+pub const UID_VAR: &str = "BLARGH_TRAMPOLINE_UID";
+/// Gid to switch to before exec.
+pub const GID_VAR: &str = "BLARGH_TRAMPOLINE_GID";
+
+/// True when `args` (as from `std::env::args_os()`) select trampoline mode.
+pub fn is_trampoline(args: &[OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == ARG)
+}
+
+/// Runs the trampoline: `<exe> __blargh-exec-release <binary> <argv0>`. Never returns;
+/// on failure prints why and exits with status 127.
+///
+/// Call only from a single-threaded process (the top of `main`).
+pub fn exec(args: &[OsString]) -> ! {
+    let (Some(binary), Some(argv0)) = (args.get(2), args.get(3)) else {
+        eprintln!("blargh trampoline: usage: {ARG} BINARY ARGV0");
+        std::process::exit(127);
+    };
+    let ids = (std::env::var(UID_VAR).ok(), std::env::var(GID_VAR).ok());
+    // SAFETY: the trampoline is single-threaded (checked by the caller contract: this runs
+    // first thing in main), so changing the environment cannot race.
+    unsafe {
+        std::env::remove_var(UID_VAR);
+        std::env::remove_var(GID_VAR);
+        std::env::set_var(
+            blargh_proto::env::LISTEN_PID,
+            std::process::id().to_string(),
+        );
+    }
+    if let (Some(uid), Some(gid)) = ids {
+        if let Err(e) = drop_privileges(&uid, &gid) {
+            eprintln!("blargh trampoline: cannot switch to uid {uid} gid {gid}: {e}");
+            std::process::exit(127);
+        }
+    }
+    let err = std::process::Command::new(binary).arg0(argv0).exec();
+    eprintln!(
+        "blargh trampoline: cannot execute {}: {err}",
+        std::path::Path::new(binary).display()
+    );
+    std::process::exit(127);
+}
+
+fn drop_privileges(uid: &str, gid: &str) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    let uid: u32 = uid.parse().map_err(|_| format!("bad uid {uid:?}"))?;
+    let gid: u32 = gid.parse().map_err(|_| format!("bad gid {gid:?}"))?;
+    let gid = Gid::from_raw(gid);
+    setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
+    setgid(gid).map_err(|e| format!("setgid: {e}"))?;
+    setuid(Uid::from_raw(uid)).map_err(|e| format!("setuid: {e}"))?;
+    if uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
+        return Err("could regain root after dropping it".into());
+    }
+    Ok(())
+}

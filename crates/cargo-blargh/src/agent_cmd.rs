@@ -1,0 +1,142 @@
+//! `cargo-blargh agent run` and `cargo-blargh agent ctl …`.
+
+use std::path::PathBuf;
+
+use blargh_agent::AgentConfig;
+use blargh_proto::control::{Reply, Request};
+use blargh_proto::manifest::ReleaseMeta;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{AgentCommand, AgentRunArgs, CtlArgs, CtlCommand, ReceiveArgs};
+use crate::output;
+
+/// Runs an agent subcommand; returns the process exit code.
+pub fn run(cmd: AgentCommand) -> i32 {
+    match cmd {
+        AgentCommand::Run(args) => run_agent(args),
+        AgentCommand::Ctl(args) => ctl(args),
+    }
+}
+
+fn run_agent(a: AgentRunArgs) -> i32 {
+    let mut cfg = AgentConfig::new(a.root, a.app);
+    cfg.listen = a.listen;
+    cfg.user = a.user;
+    cfg.socket_group = a.socket_group;
+    cfg.ready_timeout = a.ready_timeout;
+    cfg.drain_timeout = a.drain_timeout;
+    cfg.keep_releases = a.keep_releases;
+    cfg.max_restarts = a.max_restarts;
+    cfg.crash_window = a.crash_window;
+    match blargh_agent::run(cfg) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn ctl(a: CtlArgs) -> i32 {
+    let Some(root) = a.root else {
+        eprintln!("error: which app? pass --root DIR (the agent's --root) or set BLARGH_ROOT");
+        return 2;
+    };
+    let socket = blargh_agent::layout::Layout::new(root).socket();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        match a.command {
+            CtlCommand::Receive(r) => receive(&socket, r).await,
+            other => {
+                let req = match other {
+                    CtlCommand::Status => Request::Status,
+                    CtlCommand::Releases => Request::Releases,
+                    CtlCommand::Activate { id, by } => Request::Activate {
+                        id,
+                        by: by.or_else(whoami),
+                    },
+                    CtlCommand::Rollback { id, by } => Request::Rollback {
+                        id,
+                        by: by.or_else(whoami),
+                    },
+                    CtlCommand::Logs { release, lines } => Request::Logs { release, lines },
+                    CtlCommand::Audit { lines } => Request::Audit { lines },
+                    CtlCommand::Receive(_) => unreachable!("handled above"),
+                };
+                blargh_agent::client::request(&socket, &req, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+        Ok(reply) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&reply).expect("json"));
+            } else {
+                match output::render(&reply) {
+                    Ok(text) => print!("{text}"),
+                    Err(text) => eprint!("{text}"),
+                }
+            }
+            if matches!(reply, Reply::Error(_)) {
+                1
+            } else {
+                0
+            }
+        }
+    }
+}
+
+async fn receive(socket: &std::path::Path, r: ReceiveArgs) -> Result<Reply, String> {
+    let meta = ReleaseMeta {
+        version: r.version,
+        git_sha: r.git_sha,
+        built_at: None,
+        deployed_by: r.by.or_else(whoami),
+        message: r.message,
+    };
+    let (sha256, size, mut body): (String, u64, Box<dyn tokio::io::AsyncRead + Unpin + Send>) = if r
+        .file
+        == PathBuf::from("-")
+    {
+        let (Some(sha), Some(size)) = (r.sha256, r.size) else {
+            return Err("reading stdin needs --sha256 and --size (they are checked before the release is stored)".into());
+        };
+        (sha, size, Box::new(tokio::io::stdin()))
+    } else {
+        let bytes =
+            std::fs::read(&r.file).map_err(|e| format!("cannot read {}: {e}", r.file.display()))?;
+        let sha = r
+            .sha256
+            .unwrap_or_else(|| hex::encode(Sha256::digest(&bytes)));
+        let size = r.size.unwrap_or(bytes.len() as u64);
+        (sha, size, Box::new(std::io::Cursor::new(bytes)))
+    };
+    let req = Request::Receive { sha256, size, meta };
+    blargh_agent::client::request(socket, &req, Some(&mut body))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `user@host` of whoever runs the command, for the audit log.
+fn whoami() -> Option<String> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    Some(if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    })
+}

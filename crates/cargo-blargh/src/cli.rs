@@ -1,0 +1,151 @@
+//! The command line: every subcommand and flag, as clap types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use blargh_agent::config::ListenSpec;
+use clap::{Args, Parser, Subcommand};
+
+/// Deploy a Rust web app to your own server over SSH, with zero downtime.
+#[derive(Debug, Parser)]
+#[command(name = "cargo blargh", bin_name = "cargo blargh", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The server side: run the agent, or talk to a running one.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent in the foreground (the init system runs it this way on a server).
+    Run(AgentRunArgs),
+    /// Talk to a running agent through its control socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// The app's root directory (releases, data, env, logs, control socket).
+    #[arg(long, env = "BLARGH_ROOT")]
+    pub root: PathBuf,
+    /// The app's name.
+    #[arg(long)]
+    pub app: String,
+    /// A socket to listen on, as NAME=ADDRESS; repeat for several. Ignored when the init
+    /// system hands sockets over (systemd socket activation).
+    #[arg(long = "listen", value_name = "NAME=ADDRESS")]
+    pub listen: Vec<ListenSpec>,
+    /// User to run the app as; required when the agent runs as root.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Group whose members may use the control socket.
+    #[arg(long)]
+    pub socket_group: Option<String>,
+    /// How long a new release may take to signal readiness.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// How long a replaced release may take to drain before SIGKILL.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Releases kept on disk (the current and previous ones are always kept).
+    #[arg(long, default_value_t = 5)]
+    pub keep_releases: usize,
+    /// Crashes within --crash-window after which restarts stop.
+    #[arg(long, default_value_t = 5)]
+    pub max_restarts: usize,
+    /// Window in which crashes are counted.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub crash_window: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The app's root directory; the control socket is ROOT/agent.sock.
+    #[arg(long, env = "BLARGH_ROOT", global = true)]
+    pub root: Option<PathBuf>,
+    /// Print the agent's answer as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// What runs, since when, how it is doing.
+    Status,
+    /// Releases on disk, newest first.
+    Releases,
+    /// Upload an executable as a new release (from a file, or stdin with --sha256 and --size).
+    Receive(ReceiveArgs),
+    /// Start a stored release and switch traffic to it once it is ready.
+    Activate {
+        /// Release id (see `releases`).
+        id: String,
+        /// Who asks, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Go back to the previous release (or the one named).
+    Rollback {
+        /// Release id; the previous release when absent.
+        id: Option<String>,
+        /// Who asks, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// The app's last output lines.
+    Logs {
+        /// Only this release's lines.
+        #[arg(long)]
+        release: Option<String>,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// The last events of the audit log.
+    Audit {
+        /// How many events.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The executable; `-` reads stdin (then --sha256 and --size are required).
+    pub file: PathBuf,
+    /// Expected sha256 (computed from the file when absent).
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Exact size in bytes (taken from the file when absent).
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// The app's version.
+    #[arg(long = "app-version")]
+    pub version: Option<String>,
+    /// Git commit the binary was built from.
+    #[arg(long)]
+    pub git_sha: Option<String>,
+    /// Deploy message.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Who sends it.
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+/// Parses `500ms`, `30s`, `2m` (humantime syntax), or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 500ms, 30s or 2m"))
+}

@@ -1,0 +1,28 @@
+//! `cargo-blargh`: the developer's command (`cargo blargh …`) and, on the server, the agent
+//! (`cargo-blargh agent …`): one executable for both sides.
+
+mod agent_cmd;
+mod cli;
+mod output;
+
+use clap::Parser;
+
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The exec trampoline must run before anything else, while single-threaded.
+    if blargh_agent::trampoline::is_trampoline(&args) {
+        blargh_agent::trampoline::exec(&args);
+    }
+    // `cargo blargh X` runs us as `cargo-blargh blargh X`.
+    let args: Vec<std::ffi::OsString> = match args.get(1) {
+        Some(a) if a == "blargh" => std::iter::once(args[0].clone())
+            .chain(args[2..].iter().cloned())
+            .collect(),
+        _ => args,
+    };
+    let cli = cli::Cli::parse_from(args);
+    let code = match cli.command {
+        cli::Command::Agent(a) => agent_cmd::run(a),
+    };
+    std::process::exit(code);
+}

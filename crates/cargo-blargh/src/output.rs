@@ -1,0 +1,176 @@
+//! How the agent's answers look to a person.
+
+use std::fmt::Write;
+
+use blargh_proto::control::{AppState, Reply};
+
+/// Text for a reply: `Ok` for stdout, `Err` for stderr (a failed request).
+pub fn render(reply: &Reply) -> Result<String, String> {
+    let mut s = String::new();
+    match reply {
+        Reply::Status(st) => {
+            let state = match st.state {
+                AppState::Empty => "no release activated yet",
+                AppState::Starting => "starting",
+                AppState::Running => "running",
+                AppState::CrashLoop => "CRASH LOOP (not restarting; deploy a fix or roll back)",
+            };
+            let _ = writeln!(s, "app {}: {state}", st.app);
+            if let Some(m) = &st.current {
+                let _ = writeln!(
+                    s,
+                    "  release   {} (version {}, git {})",
+                    m.id,
+                    m.version.as_deref().unwrap_or("?"),
+                    m.git_sha.as_deref().unwrap_or("?")
+                );
+                let _ = writeln!(
+                    s,
+                    "  deployed  {} by {}",
+                    m.deployed_at,
+                    m.deployed_by.as_deref().unwrap_or("?")
+                );
+            }
+            if let Some(pid) = st.pid {
+                let up = st
+                    .uptime_ms
+                    .map(|ms| {
+                        humantime::format_duration(std::time::Duration::from_secs(ms / 1000))
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                let rss = st
+                    .rss_bytes
+                    .map(|b| format!(", {:.1} MB", b as f64 / 1e6))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  pid       {pid}, up {up}{rss}, {} restarts",
+                    st.restarts
+                );
+            }
+            if let Some(p) = &st.previous {
+                let _ = writeln!(s, "  previous  {p}");
+            }
+            for l in &st.listeners {
+                let _ = writeln!(s, "  listen    {} {}", l.name, l.address);
+            }
+            let _ = writeln!(
+                s,
+                "  agent     pid {}, version {}",
+                st.agent_pid, st.agent_version
+            );
+        }
+        Reply::Releases { releases } => {
+            if releases.is_empty() {
+                s.push_str("no releases on this host yet\n");
+            }
+            for r in releases {
+                let m = &r.manifest;
+                let mark = if r.current {
+                    "* "
+                } else if r.previous {
+                    "- "
+                } else {
+                    "  "
+                };
+                let _ = writeln!(
+                    s,
+                    "{mark}{}  {:<10} {:<10} {}  {}{}",
+                    m.id,
+                    m.version.as_deref().unwrap_or("-"),
+                    m.git_sha
+                        .as_deref()
+                        .map(|g| &g[..g.len().min(10)])
+                        .unwrap_or("-"),
+                    m.deployed_at,
+                    m.deployed_by.as_deref().unwrap_or("-"),
+                    m.message
+                        .as_deref()
+                        .map(|t| format!("  \"{t}\""))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Reply::Received {
+            release,
+            already_present,
+        } => {
+            let _ = writeln!(
+                s,
+                "{} {} ({} bytes, sha256 {})",
+                if *already_present {
+                    "already stored:"
+                } else {
+                    "stored:"
+                },
+                release.id,
+                release.size,
+                &release.sha256[..16]
+            );
+        }
+        Reply::Activated(a) => {
+            let _ = write!(
+                s,
+                "{} is serving (pid {}, ready in {} ms",
+                a.release, a.pid, a.ready_ms
+            );
+            match &a.previous {
+                Some(p) => {
+                    let _ = writeln!(s, "); {p} drained");
+                }
+                None => s.push_str(")\n"),
+            }
+        }
+        Reply::Logs { lines } => {
+            for l in lines {
+                let _ = writeln!(s, "{l}");
+            }
+        }
+        Reply::Audit { events } => {
+            for e in events {
+                let _ = writeln!(
+                    s,
+                    "{} {:<10} {} {}{}",
+                    e.at,
+                    e.event,
+                    e.release.as_deref().unwrap_or("-"),
+                    e.by.as_deref()
+                        .map(|b| format!("by {b} "))
+                        .unwrap_or_default(),
+                    e.detail.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Reply::Error(e) => {
+            let _ = writeln!(s, "error: {}", e.message);
+            if !e.release_log.is_empty() {
+                let _ = writeln!(s, "\nits last output:");
+                for l in &e.release_log {
+                    let _ = writeln!(s, "  {l}");
+                }
+            }
+            return Err(s);
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blargh_proto::control::ControlError;
+
+    #[test]
+    fn errors_show_the_release_output() {
+        let text = render(&Reply::Error(ControlError {
+            message:
+                "release r2 exited with status 3 before it was ready; release r1 keeps serving"
+                    .into(),
+            release_log: vec!["err| cannot open database".into()],
+        }))
+        .unwrap_err();
+        assert!(text.starts_with("error: release r2 exited with status 3"));
+        assert!(text.contains("its last output:\n  err| cannot open database"));
+    }
+}
