@@ -1,2 +1,8 @@
 //! Shared setup for blargh's tests, so no test file repeats it: built releases of
-//! examples/hello, a running agent, load generators (hey), a throwaway sshd, and VMs.
+//! examples/hello, a running agent, load generators (wrk), a throwaway sshd, and VMs.
+pub mod sshd;
+
+pub mod agent;
+pub mod hello;
+pub mod http;
+pub mod load;

@@ -6,7 +6,9 @@
 //! - `GET /health` answers `ok`.
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
-//! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would.
+//! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
+//! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
+//! tests).
 
 use std::time::Duration;
 
@@ -50,16 +52,24 @@ async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {
     axum::body::Body::from_stream(s)
 }
 
+fn env_ms(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let warmup: u64 = std::env::var("HELLO_WARMUP_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let warmup = env_ms("HELLO_WARMUP_MS").unwrap_or(0);
     println!("hello {VERSION} starting (warm-up {warmup} ms)");
     tokio::time::sleep(Duration::from_millis(warmup)).await;
     let listener = blargh::listen("web", "127.0.0.1:3000")?;
     println!("hello {VERSION} serving on {}", listener.local_addr()?);
+    if let Some(ms) = env_ms("HELLO_CRASH_AFTER_MS") {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            eprintln!("hello {VERSION} crashing on purpose (HELLO_CRASH_AFTER_MS={ms})");
+            std::process::exit(101);
+        });
+    }
     blargh::serve(listener, app()).await?;
     println!("hello {VERSION} drained, exiting");
     Ok(())
