@@ -111,7 +111,9 @@ where
 
     let deadline = tokio::time::sleep(config.deadline);
     tokio::pin!(deadline);
-    let again = shutdown::signal();
+    // A second Ctrl-C stops at once (development); a second SIGTERM does not, since init
+    // systems may send one to the whole group while the agent sends its own.
+    let again = tokio::signal::ctrl_c();
     tokio::pin!(again);
     loop {
         tokio::select! {

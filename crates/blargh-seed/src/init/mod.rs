@@ -1,0 +1,88 @@
+//! Init adapters: how the agent is handed to a host's init system so it starts at boot and
+//! comes back when it dies. systemd and OpenRC ship; see docs/adding-an-init-adapter.md.
+
+mod openrc;
+mod systemd;
+
+use blargh_platform::{InitKind, Platform, Support};
+
+pub use openrc::OpenRc;
+pub use systemd::Systemd;
+
+use crate::plan::Plan;
+
+/// The agent service to install for one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentService {
+    /// App name (also its system user and group).
+    pub app: String,
+    /// The app's root directory on the host.
+    pub root: String,
+    /// The agent executable on the host.
+    pub agent: String,
+    /// Named listen addresses, e.g. ("web", "0.0.0.0:80").
+    pub listen: Vec<(String, String)>,
+    /// Seconds a replaced release may drain.
+    pub drain_timeout_s: u64,
+    /// Seconds a new release may take to become ready.
+    pub ready_timeout_s: u64,
+}
+
+impl AgentService {
+    /// The init system's name for the agent: `blargh-<app>`.
+    pub fn unit(&self) -> String {
+        format!("blargh-{}", self.app)
+    }
+
+    /// The agent's command line. `user` is given when the agent runs as root and must
+    /// drop to the app's user for the app; `listen` when it binds the sockets itself.
+    pub fn agent_args(&self, user: bool, listen: bool) -> Vec<String> {
+        let mut args = vec![
+            "agent".to_string(),
+            "run".into(),
+            "--root".into(),
+            self.root.clone(),
+            "--app".into(),
+            self.app.clone(),
+            "--socket-group".into(),
+            self.app.clone(),
+            "--drain-timeout".into(),
+            format!("{}s", self.drain_timeout_s),
+            "--ready-timeout".into(),
+            format!("{}s", self.ready_timeout_s),
+        ];
+        if user {
+            args.extend(["--user".to_string(), self.app.clone()]);
+        }
+        if listen {
+            for (name, addr) in &self.listen {
+                args.extend(["--listen".to_string(), format!("{name}={addr}")]);
+            }
+        }
+        args
+    }
+}
+
+/// How one init system runs the agent. Each method returns data; nothing here touches a host.
+pub trait InitAdapter: Send + Sync {
+    /// `systemd`, `openrc`.
+    fn name(&self) -> &'static str;
+    /// Writes the service definition(s) and makes them start at boot and run now;
+    /// restarts the agent when its definition or `changed_binary_step` changed.
+    fn install(&self, svc: &AgentService, changed_binary_step: &str) -> Plan;
+    /// A command that stops the agent.
+    fn stop_command(&self, svc: &AgentService) -> String;
+    /// A command whose exit status says whether the agent runs.
+    fn status_command(&self, svc: &AgentService) -> String;
+    /// A command that prints the agent's last `lines` log lines.
+    fn logs_command(&self, svc: &AgentService, lines: usize) -> String;
+}
+
+/// The adapter for a probed host, or why there is none.
+pub fn for_platform(platform: &Platform) -> Result<Box<dyn InitAdapter>, Support> {
+    match blargh_platform::support(platform) {
+        Support::Supported(InitKind::Systemd) => Ok(Box::new(Systemd)),
+        Support::Supported(InitKind::OpenRc) => Ok(Box::new(OpenRc)),
+        other => Err(other),
+    }
+}

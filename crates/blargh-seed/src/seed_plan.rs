@@ -1,0 +1,222 @@
+//! The seed plan: everything that makes a bare host a deploy target for one app: its user
+//! and group, its directories, the agent executable, the env file, the init service, and a
+//! final check that the agent answers.
+
+use crate::init::{AgentService, InitAdapter};
+use crate::plan::{Content, Plan, Step};
+use crate::shell::quote;
+
+/// What to seed.
+#[derive(Debug, Clone)]
+pub struct SeedSpec {
+    /// App name: its system user, group, and service name `blargh-<app>`.
+    pub app: String,
+    /// Named listen addresses, e.g. ("web", "0.0.0.0:80").
+    pub listen: Vec<(String, String)>,
+    /// The SSH user; when not root it joins the app's group to reach the control socket,
+    /// so later deploys need no sudo.
+    pub ssh_user: String,
+    /// The agent executable to install.
+    pub agent: Content,
+    /// Seconds a replaced release may drain.
+    pub drain_timeout_s: u64,
+    /// Seconds a new release may take to become ready.
+    pub ready_timeout_s: u64,
+}
+
+/// Where an app lives on the host.
+pub fn app_root(app: &str) -> String {
+    format!("/var/lib/blargh/{app}")
+}
+
+/// Where the agent executable lives on the host.
+pub fn agent_path(app: &str) -> String {
+    format!("{}/agent/blargh", app_root(app))
+}
+
+/// Checks an app name: it becomes a user, a group and a service name.
+pub fn check_app_name(app: &str) -> Result<(), String> {
+    let ok = !app.is_empty()
+        && app.len() <= 24
+        && app.starts_with(|c: char| c.is_ascii_lowercase())
+        && app
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{app:?} cannot name an app on a server: it becomes a user and service name, so use \
+             1-24 lower-case letters, digits, '-' or '_', starting with a letter"
+        ))
+    }
+}
+
+/// The service description for `spec`.
+pub fn service(spec: &SeedSpec) -> AgentService {
+    AgentService {
+        app: spec.app.clone(),
+        root: app_root(&spec.app),
+        agent: agent_path(&spec.app),
+        listen: spec.listen.clone(),
+        drain_timeout_s: spec.drain_timeout_s,
+        ready_timeout_s: spec.ready_timeout_s,
+    }
+}
+
+/// Builds the seed plan for `spec` on a host using `init`.
+pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
+    let app = quote(&spec.app);
+    let root = app_root(&spec.app);
+    let svc = service(spec);
+    let mut plan = Plan::default();
+    plan.push(Step::ensure(
+        "group",
+        format!("group {}", spec.app),
+        format!("getent group {app}"),
+        format!("if command -v groupadd; then groupadd --system {app}; else addgroup -S {app}; fi"),
+    ));
+    plan.push(Step::ensure(
+        "user",
+        format!("system user {} (no login, no password; runs the app)", spec.app),
+        format!("id -u {app}"),
+        format!(
+            "nologin=$(command -v nologin || echo /sbin/nologin); \
+             if command -v useradd; then useradd --system --gid {app} --home-dir {r} --no-create-home --shell \"$nologin\" {app}; \
+             else adduser -S -D -H -h {r} -s \"$nologin\" -G {app} {app}; fi",
+            r = quote(&root)
+        ),
+    ));
+    if spec.ssh_user != "root" {
+        let u = quote(&spec.ssh_user);
+        plan.push(Step::ensure(
+            "deployer-group",
+            format!(
+                "{} may use the agent's control socket (member of group {})",
+                spec.ssh_user, spec.app
+            ),
+            format!("id -nG {u} | tr ' ' '\\n' | grep -qx {app}"),
+            format!("if command -v usermod; then usermod -aG {app} {u}; else addgroup {u} {app}; fi"),
+        ));
+    }
+    for (key, dir, mode, owner) in [
+        ("dir-base", "/var/lib/blargh".to_string(), 0o755, "root:root".to_string()),
+        ("dir-root", root.clone(), 0o755, format!("{0}:{0}", spec.app)),
+        ("dir-agent", format!("{root}/agent"), 0o755, "root:root".to_string()),
+    ] {
+        let d = quote(&dir);
+        plan.push(Step::ensure(
+            key,
+            format!("directory {dir} ({mode:o} {owner})"),
+            format!("[ -d {d} ] && [ \"$(stat -c %a:%U:%G {d})\" = {mode:o}:{owner} ]"),
+            format!("mkdir -p {d} && chown {owner} {d} && chmod {mode:o} {d}"),
+        ));
+    }
+    plan.push(Step::file(
+        "agent-binary",
+        &svc.agent,
+        spec.agent.clone(),
+        0o755,
+        "root",
+        "root",
+    ));
+    let env = quote(&format!("{root}/env"));
+    plan.push(Step::ensure(
+        "env-file",
+        format!("{root}/env exists (0600 {}; `cargo blargh env` fills it)", spec.app),
+        format!("[ -f {env} ]"),
+        format!("touch {env} && chown {app}:{app} {env} && chmod 600 {env}"),
+    ));
+    plan.extend(init.install(&svc, "agent-binary"));
+    let ctl = format!("{} agent ctl --root {} status", quote(&svc.agent), quote(&root));
+    plan.push(Step::ensure(
+        "agent-answers",
+        "the agent answers on its control socket",
+        format!("{ctl} >/dev/null"),
+        format!(
+            "i=0; while [ $i -lt 100 ]; do {ctl} >/dev/null 2>&1 && exit 0; i=$((i+1)); sleep 0.1; done; \
+             echo 'the agent did not answer within 10 s; its service says:' >&2; {} >&2; {} >&2; exit 1",
+            init.status_command(&svc),
+            init.logs_command(&svc, 20)
+        ),
+    ));
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{OpenRc, Systemd};
+    use crate::plan::When;
+
+    fn spec(user: &str) -> SeedSpec {
+        SeedSpec {
+            app: "shop".into(),
+            listen: vec![("web".into(), "0.0.0.0:80".into())],
+            ssh_user: user.into(),
+            agent: Content::new(vec![0x7f, b'E', b'L', b'F'], "agent executable"),
+            drain_timeout_s: 30,
+            ready_timeout_s: 60,
+        }
+    }
+
+    #[test]
+    fn systemd_seed_plan_in_order() {
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "group", "user", "deployer-group", "dir-base", "dir-root", "dir-agent", "agent-binary",
+                "env-file", "systemd-socket-web", "systemd-service", "systemd-reload", "systemd-enable",
+                "systemd-rebind", "systemd-restart", "systemd-start", "agent-answers"
+            ]
+        );
+        let restart = plan.steps.iter().find(|s| s.key == "systemd-restart").unwrap();
+        assert_eq!(restart.when, When::Changed(vec!["systemd-service".into(), "agent-binary".into()]));
+        assert!(plan.describe().contains("/var/lib/blargh/shop/agent/blargh"));
+    }
+
+    #[test]
+    fn root_needs_no_group_membership() {
+        let plan = seed_plan(&spec("root"), &Systemd);
+        assert!(!plan.steps.iter().any(|s| s.key == "deployer-group"));
+    }
+
+    #[test]
+    fn systemd_units_own_the_ports_and_run_the_agent_unprivileged() {
+        let s = service(&spec("root"));
+        let socket = Systemd::socket_unit(&s, "web", "0.0.0.0:80");
+        assert!(socket.contains("ListenStream=0.0.0.0:80\nFileDescriptorName=web\nService=blargh-shop.service"));
+        let unit = Systemd::service_unit(&s);
+        assert!(unit.contains("Type=notify"));
+        assert!(unit.contains("User=shop\nGroup=shop"));
+        assert!(unit.contains("Restart=always"));
+        assert!(unit.contains("Sockets=blargh-shop-web.socket"));
+        assert!(unit.contains("ExecStart=/var/lib/blargh/shop/agent/blargh agent run --root /var/lib/blargh/shop --app shop --socket-group shop"));
+        assert!(!unit.contains("--listen"), "systemd hands the sockets over");
+        assert!(!unit.contains("--user"), "the agent already is the app's user");
+        assert!(unit.contains("ReadWritePaths=/var/lib/blargh/shop"));
+    }
+
+    #[test]
+    fn openrc_script_is_supervised_and_drops_to_the_app_user() {
+        let s = service(&spec("root"));
+        let script = OpenRc::script(&s);
+        assert!(script.starts_with("#!/sbin/openrc-run\n"));
+        assert!(script.contains("supervisor=supervise-daemon"));
+        assert!(script.contains("respawn_max=0"));
+        assert!(script.contains("--user shop"));
+        assert!(script.contains("--listen web=0.0.0.0:80"));
+        let plan = seed_plan(&spec("root"), &OpenRc);
+        assert!(plan.steps.iter().any(|s| s.key == "openrc-enable" && s.apply == "rc-update add blargh-shop default"));
+    }
+
+    #[test]
+    fn app_names_become_users_so_they_are_checked() {
+        assert!(check_app_name("shop-2").is_ok());
+        for bad in ["", "Shop", "2shop", "a b", "x;rm", "averyveryveryverylongappname"] {
+            assert!(check_app_name(bad).is_err(), "{bad}");
+        }
+    }
+}
