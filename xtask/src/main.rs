@@ -1,1 +1,60 @@
-fn main() {}
+//! Project chores, run as `cargo xtask <task>`:
+//!
+//! - `test`: install what the tests need (Debian packages, when root) and run them all;
+//! - `bench`: measure the agent against the promises and print figures and ratios;
+//! - `demo`: show a zero-downtime switch on this machine.
+
+mod bench;
+mod demo;
+mod prereqs;
+
+use std::process::{Command, ExitCode};
+
+use test_support::hello::workspace_root;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("demo") => demo::run(),
+        Some("prereqs") => prereqs::ensure(),
+        _ => Err(
+            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md)\n  demo     a zero-downtime switch on this machine\n  prereqs  install the Debian packages tests need"
+                .to_string(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask test [ARGS…]`: prerequisites, then `cargo test --workspace` (ARGS go to it).
+fn test(extra: &[String]) -> Result<(), String> {
+    prereqs::ensure()?;
+    run(Command::new(cargo())
+        .current_dir(workspace_root())
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+        .args(extra))
+}
+
+/// The cargo that runs us.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs a command, failing with its status.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}

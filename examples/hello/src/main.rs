@@ -7,6 +7,7 @@
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
 //! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
+//! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
 //! tests).
 
@@ -61,7 +62,9 @@ async fn main() -> std::io::Result<()> {
     let warmup = env_ms("HELLO_WARMUP_MS").unwrap_or(0);
     println!("hello {VERSION} starting (warm-up {warmup} ms)");
     tokio::time::sleep(Duration::from_millis(warmup)).await;
-    let listener = blargh::listen("web", "127.0.0.1:3000")?;
+    // Outside blargh (`cargo run`), bind HELLO_ADDR or 127.0.0.1:3000.
+    let dev_addr = std::env::var("HELLO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = blargh::listen("web", dev_addr.as_str())?;
     println!("hello {VERSION} serving on {}", listener.local_addr()?);
     if let Some(ms) = env_ms("HELLO_CRASH_AFTER_MS") {
         tokio::spawn(async move {
