@@ -29,9 +29,15 @@ struct Ctx {
 }
 
 /// Runs every benchmark; `--seconds N` sets each load phase's length (default 8).
+/// `cargo xtask bench seed` times seeding a systemd VM instead.
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("seed") {
+        return crate::bench_seed::run();
+    }
     let secs = match args {
-        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| format!("--seconds {n:?}: not a number"))?,
+        [flag, n] if flag == "--seconds" => n
+            .parse()
+            .map_err(|_| format!("--seconds {n:?}: not a number"))?,
         [] => 8,
         _ => return Err("usage: cargo xtask bench [--seconds N]".into()),
     };
@@ -49,40 +55,84 @@ pub fn run(args: &[String]) -> Result<(), String> {
         secs,
     };
     let machine = machine();
-    println!("# blargh benchmarks\n\nmachine: {machine}\nload: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {secs} s per phase; examples/hello built --release\n");
+    println!(
+        "# blargh benchmarks\n\nmachine: {machine}\nload: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {secs} s per phase; examples/hello built --release\n"
+    );
 
     let (direct, via, rss_idle, rss_load) = throughput(&ctx)?;
     println!("## 1. Serving through agent-owned sockets\n");
     println!("| | requests/s | p50 | p99 | failed |\n|---|---|---|---|---|");
-    println!("| hello binds its own socket | {:.0} | {:.2} ms | {:.2} ms | {} |", direct.rps, direct.p50_ms, direct.p99_ms, direct.failures());
-    println!("| hello on the agent's socket | {:.0} | {:.2} ms | {:.2} ms | {} |", via.rps, via.p50_ms, via.p99_ms, via.failures());
-    println!("\nratio (agent / own socket): **{:.3}** requests/s (goal ≥ 0.98)\n", via.rps / direct.rps);
+    println!(
+        "| hello binds its own socket | {:.0} | {:.2} ms | {:.2} ms | {} |",
+        direct.rps,
+        direct.p50_ms,
+        direct.p99_ms,
+        direct.failures()
+    );
+    println!(
+        "| hello on the agent's socket | {:.0} | {:.2} ms | {:.2} ms | {} |",
+        via.rps,
+        via.p50_ms,
+        via.p99_ms,
+        via.failures()
+    );
+    println!(
+        "\nratio (agent / own socket): **{:.3}** requests/s (goal ≥ 0.98)\n",
+        via.rps / direct.rps
+    );
 
     println!("## 2. Agent memory\n");
-    println!("agent RSS idle: **{:.1} MB**; under load: **{:.1} MB** (goal ≤ 15 MB)\n", rss_idle as f64 / 1e6, rss_load as f64 / 1e6);
+    println!(
+        "agent RSS idle: **{:.1} MB**; under load: **{:.1} MB** (goal ≤ 15 MB)\n",
+        rss_idle as f64 / 1e6,
+        rss_load as f64 / 1e6
+    );
 
     let act = activation_times(&ctx)?;
     println!("## 3. Activation time\n");
-    println!("{} activations alternating two releases (median / max):\n", act.len());
-    println!("| call → first response from new release | release's own start (spawn → READY=1) | difference (agent overhead) | whole activate call (incl. ctl process, drain hand-off) |\n|---|---|---|---|");
+    println!(
+        "{} activations alternating two releases (median / max):\n",
+        act.len()
+    );
+    println!(
+        "| call → first response from new release | release's own start (spawn → READY=1) | difference (agent overhead) | whole activate call (incl. ctl process, drain hand-off) |\n|---|---|---|---|"
+    );
     let med = |f: &dyn Fn(&Act) -> f64| median(act.iter().map(f).collect());
     let max = |f: &dyn Fn(&Act) -> f64| act.iter().map(f).fold(0.0, f64::max);
     println!(
         "| {:.1} / {:.1} ms | {:.1} / {:.1} ms | **{:.1}** / {:.1} ms (goal ≤ 50 ms) | {:.1} / {:.1} ms |\n",
-        med(&|a| a.first_ms), max(&|a| a.first_ms),
-        med(&|a| a.ready_ms), max(&|a| a.ready_ms),
-        med(&|a| a.first_ms - a.ready_ms), max(&|a| a.first_ms - a.ready_ms),
-        med(&|a| a.call_ms), max(&|a| a.call_ms),
+        med(&|a| a.first_ms),
+        max(&|a| a.first_ms),
+        med(&|a| a.ready_ms),
+        max(&|a| a.ready_ms),
+        med(&|a| a.first_ms - a.ready_ms),
+        max(&|a| a.first_ms - a.ready_ms),
+        med(&|a| a.call_ms),
+        max(&|a| a.call_ms),
     );
 
     println!("## 4. Latency during a burst of activations\n");
-    println!("| warm-up | phase | requests | failed | p99 | slowest | activations |\n|---|---|---|---|---|---|---|");
+    println!(
+        "| warm-up | phase | requests | failed | p99 | slowest | activations |\n|---|---|---|---|---|---|---|"
+    );
     for warmup_ms in [0u64, 3000] {
         let (steady, burst, n) = burst(&ctx, warmup_ms)?;
         for (name, r, k) in [("steady", &steady, 0), ("activations", &burst, n)] {
-            println!("| {} s | {name} | {} | {} | {:.2} ms | {:.2} ms | {k} |", warmup_ms / 1000, r.requests, r.failures(), r.p99_ms, r.max_ms);
+            println!(
+                "| {} s | {name} | {} | {} | {:.2} ms | {:.2} ms | {k} |",
+                warmup_ms / 1000,
+                r.requests,
+                r.failures(),
+                r.p99_ms,
+                r.max_ms
+            );
         }
-        println!("| {} s | ratio | | | **{:.2}×** | **{:.2}×** | (goal ≤ 2×) |", warmup_ms / 1000, burst.p99_ms / steady.p99_ms, burst.max_ms / steady.max_ms);
+        println!(
+            "| {} s | ratio | | | **{:.2}×** | **{:.2}×** | (goal ≤ 2×) |",
+            warmup_ms / 1000,
+            burst.p99_ms / steady.p99_ms,
+            burst.max_ms / steady.max_ms
+        );
     }
     println!();
     Ok(())
@@ -180,10 +230,10 @@ fn activation_times(ctx: &Ctx) -> Result<Vec<Act>, String> {
             let want = format!("hello from {version} ");
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    if let Ok(r) = http::get(port, "/") {
-                        if r.body.starts_with(&want) {
-                            return Some(t0.elapsed());
-                        }
+                    if let Ok(r) = http::get(port, "/")
+                        && r.body.starts_with(&want)
+                    {
+                        return Some(t0.elapsed());
                     }
                 }
                 None
@@ -232,7 +282,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -241,11 +291,24 @@ fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|s| {
+            s.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, {:.0} GiB RAM, Linux {}", mem as f64 / 1048576.0, kernel.trim())
+    format!(
+        "{cpu}, {cores} cores, {:.0} GiB RAM, Linux {}",
+        mem as f64 / 1048576.0,
+        kernel.trim()
+    )
 }

@@ -25,7 +25,10 @@ pub fn run() -> Result<(), String> {
 
     let agent = TestAgent::start(&bin, AgentOptions::default());
     let port = agent.port();
-    println!("agent: owns 127.0.0.1:{port}, root {}", agent.root().display());
+    println!(
+        "agent: owns 127.0.0.1:{port}, root {}",
+        agent.root().display()
+    );
     let r1 = agent.receive(&v1, "v1");
     let r2 = agent.receive(&v2, "v2");
     println!("stored releases {r1} (v1) and {r2} (v2)");
@@ -36,19 +39,40 @@ pub fn run() -> Result<(), String> {
     println!("wrk: 16 keep-alive connections, no retries");
     std::thread::sleep(Duration::from_secs(2));
     let a = agent.activate(&r2).map_err(|e| e.message)?;
-    println!("activated v2 under load: ready in {} ms, switch call {} ms → {}", a.ready_ms, a.total_ms, body(port));
+    println!(
+        "activated v2 under load: ready in {} ms, switch call {} ms → {}",
+        a.ready_ms,
+        a.total_ms,
+        body(port)
+    );
     std::thread::sleep(Duration::from_secs(2));
     let a = agent.rollback(None).map_err(|e| e.message)?;
-    println!("rolled back to {}: {} ms → {}", a.release, a.total_ms, body(port));
+    println!(
+        "rolled back to {}: {} ms → {}",
+        a.release,
+        a.total_ms,
+        body(port)
+    );
     std::thread::sleep(Duration::from_secs(2));
     let r = wrk.finish().map_err(|e| e.to_string())?;
     println!(
         "\nrequests: {}   failed: {}   (non-2xx {}, connect {}, read {}, write {}, timeout {})",
-        r.requests, r.failures(), r.non_2xx, r.connect_errors, r.read_errors, r.write_errors, r.timeouts
+        r.requests,
+        r.failures(),
+        r.non_2xx,
+        r.connect_errors,
+        r.read_errors,
+        r.write_errors,
+        r.timeouts
     );
     println!("\naudit log:");
     for e in agent.audit() {
-        println!("  {} {:<9} {}", e.at, e.event, e.release.unwrap_or_default());
+        println!(
+            "  {} {:<9} {}",
+            e.at,
+            e.event,
+            e.release.unwrap_or_default()
+        );
     }
     if r.failures() > 0 {
         return Err("some requests failed".into());

@@ -5,6 +5,7 @@
 //! - `demo`: show a zero-downtime switch on this machine.
 
 mod bench;
+mod bench_seed;
 mod demo;
 mod prereqs;
 
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("prereqs") => prereqs::ensure(),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md)\n  demo     a zero-downtime switch on this machine\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed` times a seed\n  demo     a zero-downtime switch on this machine\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };

@@ -50,7 +50,7 @@ pub fn bind(specs: &[ListenSpec]) -> io::Result<Vec<Listener>> {
         .iter()
         .map(|spec| {
             let addr = resolve(&spec.address)?;
-            let socket = bind_one(addr).map_err(|e| {
+            let socket = bind_retrying(addr).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!(
@@ -80,6 +80,29 @@ fn resolve(address: &str) -> io::Result<SocketAddr> {
             format!("{address:?} resolves to no address"),
         )
     })
+}
+
+/// Binds, retrying for a while when the address is in use: after an agent crash, the
+/// release it ran may still be draining with the old socket for a few seconds.
+fn bind_retrying(addr: SocketAddr) -> io::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut said = false;
+    loop {
+        match bind_one(addr) {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    eprintln!(
+                        "blargh-agent: {addr} is in use; waiting up to 30 s for it to be released"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {

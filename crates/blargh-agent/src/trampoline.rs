@@ -39,11 +39,16 @@ pub fn exec(args: &[OsString]) -> ! {
             std::process::id().to_string(),
         );
     }
-    if let (Some(uid), Some(gid)) = ids {
-        if let Err(e) = drop_privileges(&uid, &gid) {
-            eprintln!("blargh trampoline: cannot switch to uid {uid} gid {gid}: {e}");
-            std::process::exit(127);
-        }
+    if let (Some(uid), Some(gid)) = ids
+        && let Err(e) = drop_privileges(&uid, &gid)
+    {
+        eprintln!("blargh trampoline: cannot switch to uid {uid} gid {gid}: {e}");
+        std::process::exit(127);
+    }
+    // If the agent dies, the app must not outlive it holding the sockets: the next agent
+    // could not bind them. Set after dropping privileges (a credential change clears it).
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("blargh trampoline: cannot set the parent-death signal: {e}");
     }
     let err = std::process::Command::new(binary).arg0(argv0).exec();
     eprintln!(

@@ -30,7 +30,12 @@ impl Output {
 pub trait Executor {
     /// Runs `script` with `sh`, as root when `root` is set (through `sudo -n` if the
     /// executor's user is not root), with `stdin` as its standard input.
-    fn run(&mut self, script: &str, root: bool, stdin: Option<&[u8]>) -> impl Future<Output = io::Result<Output>> + Send;
+    fn run(
+        &mut self,
+        script: &str,
+        root: bool,
+        stdin: Option<&[u8]>,
+    ) -> impl Future<Output = io::Result<Output>> + Send;
 }
 
 /// Runs scripts on this machine with `sh -c`, as the current user (no sudo).
@@ -43,7 +48,11 @@ impl Executor for LocalExecutor {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(script)
-            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()?;
@@ -111,10 +120,13 @@ pub async fn run_plan<E: Executor>(
         let needed = match &step.when {
             When::CheckFails => match &step.check {
                 Some(check) => {
-                    let out = exec.run(check, step.root, None).await.map_err(|e| StepError {
-                        step: step.title.clone(),
-                        message: format!("cannot run its check: {e}"),
-                    })?;
+                    let out = exec
+                        .run(check, step.root, None)
+                        .await
+                        .map_err(|e| StepError {
+                            step: step.title.clone(),
+                            message: format!("cannot run its check: {e}"),
+                        })?;
                     !out.success()
                 }
                 None => true,
@@ -127,10 +139,13 @@ pub async fn run_plan<E: Executor>(
             (true, _, Mode::DryRun) => Outcome::WouldChange,
             (true, _, Mode::Apply) => {
                 let stdin = step.stdin.as_ref().map(|c| c.bytes.as_slice());
-                let out = exec.run(&step.apply, step.root, stdin).await.map_err(|e| StepError {
-                    step: step.title.clone(),
-                    message: e.to_string(),
-                })?;
+                let out = exec
+                    .run(&step.apply, step.root, stdin)
+                    .await
+                    .map_err(|e| StepError {
+                        step: step.title.clone(),
+                        message: e.to_string(),
+                    })?;
                 if !out.success() {
                     let stderr = String::from_utf8_lossy(&out.stderr);
                     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -140,7 +155,11 @@ pub async fn run_plan<E: Executor>(
                             "exit status {}\n{}{}",
                             out.status,
                             stderr.trim_end(),
-                            if stdout.trim().is_empty() { String::new() } else { format!("\n{}", stdout.trim_end()) }
+                            if stdout.trim().is_empty() {
+                                String::new()
+                            } else {
+                                format!("\n{}", stdout.trim_end())
+                            }
                         ),
                     });
                 }
@@ -164,16 +183,36 @@ mod tests {
     fn plan_in(dir: &std::path::Path) -> Plan {
         let file = dir.join("conf");
         let mut plan = Plan::default();
-        let me = std::process::Command::new("id").arg("-un").output().unwrap();
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
         let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
-        let grp = std::process::Command::new("id").arg("-gn").output().unwrap();
+        let grp = std::process::Command::new("id")
+            .arg("-gn")
+            .output()
+            .unwrap();
         let grp = String::from_utf8(grp.stdout).unwrap().trim().to_string();
         plan.push(
-            Step::file("conf", file.to_str().unwrap(), Content::new(b"a=1\n".to_vec(), "config"), 0o640, &me, &grp).as_user(),
+            Step::file(
+                "conf",
+                file.to_str().unwrap(),
+                Content::new(b"a=1\n".to_vec(), "config"),
+                0o640,
+                &me,
+                &grp,
+            )
+            .as_user(),
         );
         let marker = dir.join("restarted");
         plan.push(
-            Step::on_change("restart", "restart", vec!["conf".into()], format!("echo x >> {}", marker.display())).as_user(),
+            Step::on_change(
+                "restart",
+                "restart",
+                vec!["conf".into()],
+                format!("echo x >> {}", marker.display()),
+            )
+            .as_user(),
         );
         plan
     }
@@ -184,33 +223,57 @@ mod tests {
         let plan = plan_in(dir.path());
         let mut exec = LocalExecutor;
 
-        let dry = run_plan(&mut exec, &plan, Mode::DryRun, |_, _| {}).await.unwrap();
+        let dry = run_plan(&mut exec, &plan, Mode::DryRun, |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(dry, vec![Outcome::WouldChange, Outcome::WouldChange]);
         assert!(!dir.path().join("conf").exists(), "dry run wrote nothing");
 
-        let first = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {}).await.unwrap();
+        let first = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(first, vec![Outcome::Changed, Outcome::Changed]);
-        assert_eq!(std::fs::read_to_string(dir.path().join("conf")).unwrap(), "a=1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("conf")).unwrap(),
+            "a=1\n"
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("conf")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("conf"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o640);
 
-        let second = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {}).await.unwrap();
+        let second = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(second, vec![Outcome::Unchanged, Outcome::NotNeeded]);
-        assert_eq!(std::fs::read_to_string(dir.path().join("restarted")).unwrap(), "x\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("restarted")).unwrap(),
+            "x\n"
+        );
 
         // Someone edits the file by hand: the next run puts it back and restarts.
         std::fs::write(dir.path().join("conf"), "a=2\n").unwrap();
-        let third = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {}).await.unwrap();
+        let third = run_plan(&mut exec, &plan, Mode::Apply, |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(third, vec![Outcome::Changed, Outcome::Changed]);
     }
 
     #[tokio::test]
     async fn a_failing_step_names_itself_and_shows_stderr() {
         let mut plan = Plan::default();
-        plan.push(Step::ensure("x", "thing", "false", "echo 'no space left' >&2; exit 4").as_user());
-        let err = run_plan(&mut LocalExecutor, &plan, Mode::Apply, |_, _| {}).await.unwrap_err();
+        plan.push(
+            Step::ensure("x", "thing", "false", "echo 'no space left' >&2; exit 4").as_user(),
+        );
+        let err = run_plan(&mut LocalExecutor, &plan, Mode::Apply, |_, _| {})
+            .await
+            .unwrap_err();
         assert_eq!(err.step, "thing");
-        assert!(err.to_string().contains("exit status 4\nno space left"), "{err}");
+        assert!(
+            err.to_string().contains("exit status 4\nno space left"),
+            "{err}"
+        );
     }
 }

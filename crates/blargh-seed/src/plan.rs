@@ -68,7 +68,12 @@ pub struct Step {
 
 impl Step {
     /// A step that runs `apply` when `check` fails.
-    pub fn ensure(key: impl Into<String>, title: impl Into<String>, check: impl Into<String>, apply: impl Into<String>) -> Step {
+    pub fn ensure(
+        key: impl Into<String>,
+        title: impl Into<String>,
+        check: impl Into<String>,
+        apply: impl Into<String>,
+    ) -> Step {
         Step {
             key: key.into(),
             title: title.into(),
@@ -81,7 +86,12 @@ impl Step {
     }
 
     /// A step that runs `apply` only when one of `after` changed something.
-    pub fn on_change(key: impl Into<String>, title: impl Into<String>, after: Vec<String>, apply: impl Into<String>) -> Step {
+    pub fn on_change(
+        key: impl Into<String>,
+        title: impl Into<String>,
+        after: Vec<String>,
+        apply: impl Into<String>,
+    ) -> Step {
         Step {
             key: key.into(),
             title: title.into(),
@@ -95,7 +105,14 @@ impl Step {
 
     /// A step that makes `path` hold exactly `content`, with `mode` and `owner:group`,
     /// replacing it atomically (written beside it, verified, renamed).
-    pub fn file(key: impl Into<String>, path: &str, content: Content, mode: u32, owner: &str, group: &str) -> Step {
+    pub fn file(
+        key: impl Into<String>,
+        path: &str,
+        content: Content,
+        mode: u32,
+        owner: &str,
+        group: &str,
+    ) -> Step {
         let p = quote(path);
         let tmp = quote(&format!("{path}.blargh-new"));
         let check = format!(
@@ -171,20 +188,41 @@ mod tests {
 
     #[test]
     fn file_steps_verify_content_mode_and_owner() {
-        let step = Step::file("unit", "/etc/x y.conf", Content::new(b"hi".to_vec(), "unit file"), 0o644, "root", "root");
+        let step = Step::file(
+            "unit",
+            "/etc/x y.conf",
+            Content::new(b"hi".to_vec(), "unit file"),
+            0o644,
+            "root",
+            "root",
+        );
         let check = step.check.as_deref().unwrap();
-        assert!(check.contains("'/etc/x y.conf'"), "paths are quoted: {check}");
+        assert!(
+            check.contains("'/etc/x y.conf'"),
+            "paths are quoted: {check}"
+        );
         assert!(check.contains("8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"));
         assert!(check.contains("= 644"));
-        assert!(step.apply.contains("mv -f '/etc/x y.conf.blargh-new' '/etc/x y.conf'"));
-        assert_eq!(format!("{:?}", step.stdin.unwrap()), "<unit file (2 bytes)>");
+        assert!(
+            step.apply
+                .contains("mv -f '/etc/x y.conf.blargh-new' '/etc/x y.conf'")
+        );
+        assert_eq!(
+            format!("{:?}", step.stdin.unwrap()),
+            "<unit file (2 bytes)>"
+        );
     }
 
     #[test]
     fn describe_lists_every_step_in_order() {
         let mut plan = Plan::default();
         plan.push(Step::ensure("a", "user shop", "id -u shop", "useradd shop"));
-        plan.push(Step::on_change("b", "restart", vec!["a".into()], "systemctl restart x"));
+        plan.push(Step::on_change(
+            "b",
+            "restart",
+            vec!["a".into()],
+            "systemctl restart x",
+        ));
         assert_eq!(
             plan.describe(),
             " 1. user shop\n 2. restart  [only if changed: a]\n"

@@ -96,13 +96,30 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
                 spec.ssh_user, spec.app
             ),
             format!("id -nG {u} | tr ' ' '\\n' | grep -qx {app}"),
-            format!("if command -v usermod; then usermod -aG {app} {u}; else addgroup {u} {app}; fi"),
+            format!(
+                "if command -v usermod; then usermod -aG {app} {u}; else addgroup {u} {app}; fi"
+            ),
         ));
     }
     for (key, dir, mode, owner) in [
-        ("dir-base", "/var/lib/blargh".to_string(), 0o755, "root:root".to_string()),
-        ("dir-root", root.clone(), 0o755, format!("{0}:{0}", spec.app)),
-        ("dir-agent", format!("{root}/agent"), 0o755, "root:root".to_string()),
+        (
+            "dir-base",
+            "/var/lib/blargh".to_string(),
+            0o755,
+            "root:root".to_string(),
+        ),
+        (
+            "dir-root",
+            root.clone(),
+            0o755,
+            format!("{0}:{0}", spec.app),
+        ),
+        (
+            "dir-agent",
+            format!("{root}/agent"),
+            0o755,
+            "root:root".to_string(),
+        ),
     ] {
         let d = quote(&dir);
         plan.push(Step::ensure(
@@ -123,12 +140,19 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
     let env = quote(&format!("{root}/env"));
     plan.push(Step::ensure(
         "env-file",
-        format!("{root}/env exists (0600 {}; `cargo blargh env` fills it)", spec.app),
+        format!(
+            "{root}/env exists (0600 {}; `cargo blargh env` fills it)",
+            spec.app
+        ),
         format!("[ -f {env} ]"),
         format!("touch {env} && chown {app}:{app} {env} && chmod 600 {env}"),
     ));
     plan.extend(init.install(&svc, "agent-binary"));
-    let ctl = format!("{} agent ctl --root {} status", quote(&svc.agent), quote(&root));
+    let ctl = format!(
+        "{} agent ctl --root {} status",
+        quote(&svc.agent),
+        quote(&root)
+    );
     plan.push(Step::ensure(
         "agent-answers",
         "the agent answers on its control socket",
@@ -167,14 +191,37 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "group", "user", "deployer-group", "dir-base", "dir-root", "dir-agent", "agent-binary",
-                "env-file", "systemd-socket-web", "systemd-service", "systemd-reload", "systemd-enable",
-                "systemd-rebind", "systemd-restart", "systemd-start", "agent-answers"
+                "group",
+                "user",
+                "deployer-group",
+                "dir-base",
+                "dir-root",
+                "dir-agent",
+                "agent-binary",
+                "env-file",
+                "systemd-socket-web",
+                "systemd-service",
+                "systemd-reload",
+                "systemd-enable",
+                "systemd-rebind",
+                "systemd-restart",
+                "systemd-start",
+                "agent-answers"
             ]
         );
-        let restart = plan.steps.iter().find(|s| s.key == "systemd-restart").unwrap();
-        assert_eq!(restart.when, When::Changed(vec!["systemd-service".into(), "agent-binary".into()]));
-        assert!(plan.describe().contains("/var/lib/blargh/shop/agent/blargh"));
+        let restart = plan
+            .steps
+            .iter()
+            .find(|s| s.key == "systemd-restart")
+            .unwrap();
+        assert_eq!(
+            restart.when,
+            When::Changed(vec!["systemd-service".into(), "agent-binary".into()])
+        );
+        assert!(
+            plan.describe()
+                .contains("/var/lib/blargh/shop/agent/blargh")
+        );
     }
 
     #[test]
@@ -187,7 +234,9 @@ mod tests {
     fn systemd_units_own_the_ports_and_run_the_agent_unprivileged() {
         let s = service(&spec("root"));
         let socket = Systemd::socket_unit(&s, "web", "0.0.0.0:80");
-        assert!(socket.contains("ListenStream=0.0.0.0:80\nFileDescriptorName=web\nService=blargh-shop.service"));
+        assert!(socket.contains(
+            "ListenStream=0.0.0.0:80\nFileDescriptorName=web\nService=blargh-shop.service"
+        ));
         let unit = Systemd::service_unit(&s);
         assert!(unit.contains("Type=notify"));
         assert!(unit.contains("User=shop\nGroup=shop"));
@@ -195,7 +244,10 @@ mod tests {
         assert!(unit.contains("Sockets=blargh-shop-web.socket"));
         assert!(unit.contains("ExecStart=/var/lib/blargh/shop/agent/blargh agent run --root /var/lib/blargh/shop --app shop --socket-group shop"));
         assert!(!unit.contains("--listen"), "systemd hands the sockets over");
-        assert!(!unit.contains("--user"), "the agent already is the app's user");
+        assert!(
+            !unit.contains("--user"),
+            "the agent already is the app's user"
+        );
         assert!(unit.contains("ReadWritePaths=/var/lib/blargh/shop"));
     }
 
@@ -215,7 +267,14 @@ mod tests {
     #[test]
     fn app_names_become_users_so_they_are_checked() {
         assert!(check_app_name("shop-2").is_ok());
-        for bad in ["", "Shop", "2shop", "a b", "x;rm", "averyveryveryverylongappname"] {
+        for bad in [
+            "",
+            "Shop",
+            "2shop",
+            "a b",
+            "x;rm",
+            "averyveryveryverylongappname",
+        ] {
             assert!(check_app_name(bad).is_err(), "{bad}");
         }
     }

@@ -1,7 +1,5 @@
 //! `cargo-blargh agent run` and `cargo-blargh agent ctl …`.
 
-use std::path::PathBuf;
-
 use blargh_agent::AgentConfig;
 use blargh_proto::control::{Reply, Request};
 use blargh_proto::manifest::ReleaseMeta;
@@ -105,7 +103,8 @@ async fn receive(socket: &std::path::Path, r: ReceiveArgs) -> Result<Reply, Stri
     };
     let (sha256, size, mut body): (String, u64, Box<dyn tokio::io::AsyncRead + Unpin + Send>) = if r
         .file
-        == PathBuf::from("-")
+        .as_os_str()
+        == "-"
     {
         let (Some(sha), Some(size)) = (r.sha256, r.size) else {
             return Err("reading stdin needs --sha256 and --size (they are checked before the release is stored)".into());

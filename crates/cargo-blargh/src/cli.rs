@@ -6,6 +6,8 @@ use std::time::Duration;
 use blargh_agent::config::ListenSpec;
 use clap::{Args, Parser, Subcommand};
 
+use crate::remote::ConnectArgs;
+
 /// Deploy a Rust web app to your own server over SSH, with zero downtime.
 #[derive(Debug, Parser)]
 #[command(name = "cargo blargh", bin_name = "cargo blargh", version)]
@@ -16,9 +18,58 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Prepare a server to receive deployments: app user, agent, init service. Idempotent.
+    Seed(SeedArgs),
+    /// Say what a server is, whether blargh supports it and why, and how its agent is.
+    Doctor(DoctorArgs),
     /// The server side: run the agent, or talk to a running one.
     #[command(subcommand)]
     Agent(AgentCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// `user@host[:port]` or a Host alias from ~/.ssh/config.
+    pub destination: String,
+    /// The app's name on the server (its user, group and service `blargh-<app>`).
+    #[arg(long)]
+    pub app: String,
+    /// A socket for the app, NAME=ADDRESS; repeat for several.
+    #[arg(
+        long = "listen",
+        value_name = "NAME=ADDRESS",
+        default_value = "web=0.0.0.0:80"
+    )]
+    pub listen: Vec<ListenSpec>,
+    /// Print every step and whether it would change anything; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Install this executable as the agent instead of this one (e.g. a musl build).
+    #[arg(long, value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+    /// Public key to add to the SSH user's authorized_keys (default after a password
+    /// login: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+    #[arg(long, value_name = "FILE.pub")]
+    pub authorize_key: Option<PathBuf>,
+    /// How long a new release may take to signal readiness.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// How long a replaced release may take to drain before SIGKILL.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// `user@host[:port]` or a Host alias from ~/.ssh/config.
+    pub destination: String,
+    /// Also check this app's agent.
+    #[arg(long)]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Subcommand)]

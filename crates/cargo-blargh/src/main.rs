@@ -4,6 +4,8 @@
 mod agent_cmd;
 mod cli;
 mod output;
+mod remote;
+mod seed_cmd;
 
 use clap::Parser;
 
@@ -23,6 +25,8 @@ fn main() {
     let cli = cli::Cli::parse_from(args);
     let code = match cli.command {
         cli::Command::Agent(a) => agent_cmd::run(a),
+        cli::Command::Seed(a) => seed_cmd::seed(a),
+        cli::Command::Doctor(a) => seed_cmd::doctor(a),
     };
     std::process::exit(code);
 }

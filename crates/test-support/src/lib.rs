@@ -6,3 +6,5 @@ pub mod agent;
 pub mod hello;
 pub mod http;
 pub mod load;
+pub mod vm;
+pub mod remote;

@@ -13,7 +13,11 @@ pub struct OpenRc;
 impl OpenRc {
     /// The `/etc/init.d/blargh-<app>` script.
     pub fn script(svc: &AgentService) -> String {
-        let args: Vec<String> = svc.agent_args(true, true).iter().map(|a| quote(a)).collect();
+        let args: Vec<String> = svc
+            .agent_args(true, true)
+            .iter()
+            .map(|a| quote(a))
+            .collect();
         format!(
             "#!/sbin/openrc-run\n\
              # Installed by `cargo blargh seed`; changes are overwritten by the next seed.\n\
@@ -29,7 +33,7 @@ impl OpenRc {
              error_log=/var/log/blargh-{app}.log\n\
              \n\
              depend() {{\n\
-             \tneed net\n\
+             \tuse net\n\
              \tafter firewall\n\
              }}\n",
             app = svc.app,

@@ -40,7 +40,11 @@ impl Systemd {
             .iter()
             .map(|(name, _)| format!("{}-{name}.socket", svc.unit()))
             .collect();
-        let args: Vec<String> = svc.agent_args(false, false).iter().map(|a| quote(a)).collect();
+        let args: Vec<String> = svc
+            .agent_args(false, false)
+            .iter()
+            .map(|a| quote(a))
+            .collect();
         format!(
             "# Installed by `cargo blargh seed`; changes are overwritten by the next seed.\n\
              [Unit]\n\
@@ -99,7 +103,10 @@ impl InitAdapter for Systemd {
             plan.push(Step::file(
                 key.clone(),
                 &format!("{UNIT_DIR}/{file}"),
-                Content::new(Self::socket_unit(svc, name, addr).into_bytes(), "socket unit"),
+                Content::new(
+                    Self::socket_unit(svc, name, addr).into_bytes(),
+                    "socket unit",
+                ),
                 0o644,
                 "root",
                 "root",
