@@ -204,6 +204,7 @@ pub struct Vm {
     image: ImagePaths,
     options: VmOptions,
     qemu: Mutex<Child>,
+    watchdog: Option<Child>,
     ssh_port: u16,
     forwards: Vec<(u16, u16)>,
     boot_duration: Duration,
@@ -253,7 +254,7 @@ impl Vm {
         // Free ports are picked before QEMU binds them, so another process may take one in
         // between; QEMU then exits at once, and we try again with new ports.
         let mut attempt = 0;
-        let (qemu, ssh_port, forwards) = loop {
+        let (qemu, watchdog, ssh_port, forwards) = loop {
             attempt += 1;
             let ports = free_ports(1 + options.forward.len())?;
             let forwards: Vec<(u16, u16)> = options
@@ -263,6 +264,7 @@ impl Vm {
                 .zip(ports[1..].iter().copied())
                 .collect();
             let mut qemu = start_qemu(&image, &options, dir.path(), &overlay, ports[0], &forwards)?;
+            let mut watchdog = watchdog(&qemu, dir.path());
             let settle = Instant::now() + Duration::from_secs(2);
             let exited = loop {
                 if let Some(status) = qemu.try_wait()? {
@@ -274,8 +276,14 @@ impl Vm {
                 thread::sleep(Duration::from_millis(50));
             };
             let log = fs::read_to_string(dir.path().join("qemu.log")).unwrap_or_default();
+            if exited.is_some()
+                && let Some(w) = watchdog.as_mut()
+            {
+                let _ = w.kill();
+                let _ = w.wait();
+            }
             match exited {
-                None => break (qemu, ports[0], forwards),
+                None => break (qemu, watchdog, ports[0], forwards),
                 Some(_) if attempt < 5 && log.contains("host forwarding") => {
                     eprintln!("vm: a picked port was taken, trying others: {}", log.trim());
                 }
@@ -292,6 +300,7 @@ impl Vm {
             image,
             options,
             qemu: Mutex::new(qemu),
+            watchdog,
             ssh_port,
             forwards,
             boot_duration: Duration::ZERO,
@@ -515,7 +524,29 @@ impl Vm {
         let qemu = self.qemu.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = qemu.kill();
         let _ = qemu.wait();
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
     }
+}
+
+/// Starts a shell that kills QEMU if this process dies without dropping the [`Vm`] (killed
+/// by a timeout, say), so no VM keeps eating the CPU. It checks QEMU's command line names
+/// `dir` before killing, in case the pid was reused.
+fn watchdog(qemu: &Child, dir: &Path) -> Option<Child> {
+    let script = r#"while kill -0 "$1" 2>/dev/null && [ -e "/proc/$2" ]; do sleep 2; done
+grep -qF "$3" "/proc/$2/cmdline" 2>/dev/null && kill -9 "$2""#;
+    Command::new("sh")
+        .args(["-c", script, "blargh-vm-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(qemu.id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 impl Drop for Vm {
