@@ -30,7 +30,13 @@
 //!
 //! Apps on other stacks use the pieces: [`listen`], [`notify::ready`],
 //! [`shutdown::signal`] (feature `tokio`), and [`notify::stopping`].
+//!
+//! With feature `dashboard`, `dashboard::router()` is a deployment dashboard (current and
+//! previous releases, uptime, host) an axum app mounts in one line:
+//! `.nest_service("/_blargh", blargh::dashboard::router())`.
 
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod listen;
 pub mod notify;
 pub mod release;
