@@ -102,11 +102,16 @@ async fn answer(
             }
             Err(e) => error(format!("cannot list releases: {e}")),
         },
-        Request::Receive { sha256, size, meta } => {
+        Request::Receive {
+            sha256,
+            size,
+            meta,
+            encoding,
+        } => {
             let by = who(meta.deployed_by.clone());
             let mut meta = meta;
             meta.deployed_by = Some(by.clone());
-            match sup.receive(body, &sha256, size, meta, &by).await {
+            match sup.receive(body, &sha256, size, meta, encoding, &by).await {
                 Ok((release, already_present)) => Reply::Received {
                     release,
                     already_present,
@@ -114,7 +119,21 @@ async fn answer(
                 Err(e) => Reply::Error(e),
             }
         }
-        Request::Activate { id, by } => match sup.activate(&id, Action::Activate, &who(by)).await {
+        Request::Activate {
+            id,
+            by,
+            auto_rollback,
+            message,
+        } => match sup
+            .activate_with(
+                &id,
+                Action::Activate,
+                &who(by),
+                auto_rollback,
+                message.as_deref(),
+            )
+            .await
+        {
             Ok(a) => Reply::Activated(a),
             Err(e) => Reply::Error(e),
         },
@@ -130,6 +149,44 @@ async fn answer(
             Ok(events) => Reply::Audit { events },
             Err(e) => error(format!("cannot read the audit log: {e}")),
         },
+        Request::Lock(req) => match sup.lock(&req) {
+            Ok(held) => Reply::Lock { held },
+            Err(e) => Reply::Error(e),
+        },
+        Request::EnvSet {
+            key,
+            value,
+            by,
+            restart,
+        } => sup
+            .env_change(&key, Some(&value), &who(by), restart)
+            .await
+            .unwrap_or_else(Reply::Error),
+        Request::EnvUnset { key, by, restart } => sup
+            .env_change(&key, None, &who(by), restart)
+            .await
+            .unwrap_or_else(Reply::Error),
+        Request::EnvList => match sup.env_names() {
+            Ok(names) => Reply::Env {
+                names,
+                restarted: None,
+            },
+            Err(e) => Reply::Error(e),
+        },
+        Request::Exec {
+            release,
+            args,
+            timeout_s,
+            by,
+        } => sup
+            .exec(
+                release.as_deref(),
+                &args,
+                std::time::Duration::from_secs(timeout_s),
+                &who(by),
+            )
+            .await
+            .unwrap_or_else(Reply::Error),
     }
 }
 

@@ -8,6 +8,7 @@
 //!   previous -> releases/<id>    what `rollback` goes back to
 //!   data/                        persists across releases; handed to the app
 //!   env                          KEY=VALUE lines for the app (0600)
+//!   lock.json                    the deploy lock, when held
 //!   audit.log                    one JSON line per receive / activate / rollback / failure
 //!   logs/app.log                 the app's stdout and stderr, each line tagged with its release
 //!   agent.sock                   control socket (0600, or 0660 with a group)
@@ -77,6 +78,10 @@ impl Layout {
     /// The control socket.
     pub fn socket(&self) -> PathBuf {
         self.root.join(SOCKET_FILE)
+    }
+    /// The deploy lock.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock.json")
     }
     /// Runtime files (notify sockets).
     pub fn run(&self) -> PathBuf {

@@ -54,6 +54,80 @@ pub struct Spawned {
     pub capture: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What a one-off run printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct RunOnce {
+    /// Exit status; `None` when killed (by a signal or the timeout).
+    pub status: Option<i32>,
+    /// Its stdout (at most 1 MiB kept).
+    pub stdout: String,
+    /// Its stderr (at most 1 MiB kept).
+    pub stderr: String,
+    /// It ran past the timeout and was killed.
+    pub timed_out: bool,
+}
+
+/// Runs a release's executable once with `args` (no sockets, no readiness), as the app's
+/// user, killing its process group after `timeout`.
+pub async fn run_once(
+    spec: SpawnSpec<'_>,
+    args: &[String],
+    timeout: std::time::Duration,
+) -> io::Result<RunOnce> {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = tokio::process::Command::new(&spec.trampoline);
+    cmd.arg(trampoline::ARG)
+        .arg(&spec.binary)
+        .arg(spec.app)
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.env(trampoline::UID_VAR, uid.to_string())
+            .env(trampoline::GID_VAR, gid.to_string());
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0) as i32;
+    let read_all = |r: Option<tokio::process::ChildStdout>| async move {
+        let mut buf = Vec::new();
+        if let Some(r) = r {
+            let _ = r.take(1 << 20).read_to_end(&mut buf).await;
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let read_err = |r: Option<tokio::process::ChildStderr>| async move {
+        let mut buf = Vec::new();
+        if let Some(r) = r {
+            let _ = r.take(1 << 20).read_to_end(&mut buf).await;
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let out = tokio::spawn(read_all(child.stdout.take()));
+    let err = tokio::spawn(read_err(child.stderr.take()));
+    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(st) => (st?.code(), false),
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait().await;
+            (None, true)
+        }
+    };
+    Ok(RunOnce {
+        status,
+        stdout: out.await.unwrap_or_default(),
+        stderr: err.await.unwrap_or_default(),
+        timed_out,
+    })
+}
+
 /// Starts a process of a release. The caller waits for readiness.
 pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     static SEQ: AtomicU64 = AtomicU64::new(0);

@@ -251,12 +251,20 @@ impl Store {
             .chain(current.as_deref())
             .chain(previous.as_deref())
             .collect();
-        let mut removed = Vec::new();
         let all = self.list()?;
-        let mut kept = 0;
+        // The protected releases count toward `keep`; the newest others fill the rest.
+        let protected = all
+            .iter()
+            .filter(|m| keep_ids.contains(&m.id.as_str()))
+            .count();
+        let mut budget = keep.saturating_sub(protected);
+        let mut removed = Vec::new();
         for m in all {
-            if keep_ids.contains(&m.id.as_str()) || kept < keep {
-                kept += 1;
+            if keep_ids.contains(&m.id.as_str()) {
+                continue;
+            }
+            if budget > 0 {
+                budget -= 1;
                 continue;
             }
             remove_any(&self.layout.release_dir(&m.id))?;

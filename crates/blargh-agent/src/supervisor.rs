@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blargh_proto::ReleaseManifest;
-use blargh_proto::control::{Activation, AgentStatus, AppState, ControlError, ListenerInfo};
+use blargh_proto::control::{
+    Activation, AgentStatus, AppState, AutoRollback, ControlError, Encoding, ListenerInfo,
+    LockInfo, LockRequest, Reply,
+};
 use blargh_proto::manifest::ReleaseMeta;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -24,10 +27,11 @@ use crate::audit::Audit;
 use crate::config::AgentConfig;
 use crate::handover::{HandoverInputs, parse_env_file, release_env};
 use crate::layout::Layout;
+use crate::lock::DeployLock;
 use crate::logs::AppLog;
 use crate::notify::NotifyEvent;
 use crate::sockets::Listener;
-use crate::spawn::{SpawnSpec, spawn};
+use crate::spawn::{SpawnSpec, run_once, spawn};
 use crate::store::Store;
 
 /// Longest wait for a draining release to say it stopped accepting before an activation
@@ -53,6 +57,18 @@ struct State {
     current: Option<Proc>,
     restarts: u32,
     crashes: VecDeque<Instant>,
+    /// Watch over a fresh activation: roll back by itself if it crashes too soon.
+    guard: Option<Guard>,
+}
+
+/// The automatic rollback armed by an activation.
+#[derive(Debug, Clone)]
+struct Guard {
+    release: String,
+    previous: String,
+    until: Instant,
+    crashes: u32,
+    allowed: u32,
 }
 
 /// Why a release did not become ready; it has been stopped.
@@ -94,6 +110,7 @@ pub struct Supervisor {
     activation: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     generation: AtomicU64,
+    lock: DeployLock,
 }
 
 impl Supervisor {
@@ -107,6 +124,7 @@ impl Supervisor {
         let layout = Layout::new(&cfg.root);
         let store = Store::open(layout.clone())?;
         let log = AppLog::open(&layout.logs())?;
+        let layout_lock = layout.lock();
         Ok(Arc::new(Supervisor {
             audit: Audit::new(layout.audit_log()),
             cfg,
@@ -122,8 +140,10 @@ impl Supervisor {
                 current: None,
                 restarts: 0,
                 crashes: VecDeque::new(),
+                guard: None,
             }),
             generation: AtomicU64::new(0),
+            lock: DeployLock::new(layout_lock),
         }))
     }
 
@@ -154,16 +174,33 @@ impl Supervisor {
         }
     }
 
-    /// Stores a release received on `reader` (see [`Store::receive`]) and audits it.
+    /// Stores a release received on `reader` (see [`Store::receive`]) and audits it. A
+    /// [`Encoding::Frame`] body is decoded first (a delta against a release this host has,
+    /// or a compressed whole file), and the result checked against `sha256` all the same.
     pub async fn receive(
         &self,
         reader: &mut (impl AsyncRead + Unpin),
         sha256: &str,
         size: u64,
         meta: ReleaseMeta,
+        encoding: Encoding,
         by: &str,
     ) -> Result<(ReleaseManifest, bool), ControlError> {
-        match self.store.receive(reader, sha256, size, meta).await {
+        let result = match encoding {
+            Encoding::Raw => self.store.receive(reader, sha256, size, meta).await,
+            Encoding::Frame => match self.decode_frame(reader, size).await {
+                Ok(bytes) => {
+                    let n = bytes.len() as u64;
+                    self.store.receive(&mut &bytes[..], sha256, n, meta).await
+                }
+                Err(message) => {
+                    self.audit
+                        .record("failure", None, None, Some(by), Some(&message));
+                    return Err(plain_error(message));
+                }
+            },
+        };
+        match result {
             Ok((m, already)) => {
                 let detail = format!(
                     "sha256 {} size {}{}",
@@ -184,6 +221,56 @@ impl Supervisor {
         }
     }
 
+    /// Reads a `blargh-delta` frame of `size` bytes and decodes it against the release it
+    /// names as its base.
+    async fn decode_frame(
+        &self,
+        reader: &mut (impl AsyncRead + Unpin),
+        size: u64,
+    ) -> Result<Vec<u8>, String> {
+        use tokio::io::AsyncReadExt;
+        const MAX: u64 = 1 << 30;
+        if size > MAX {
+            return Err(format!(
+                "an upload of {size} bytes is more than this agent accepts (1 GiB)"
+            ));
+        }
+        let mut frame = Vec::with_capacity(size as usize);
+        reader
+            .take(size)
+            .read_to_end(&mut frame)
+            .await
+            .map_err(|e| format!("reading the upload: {e}"))?;
+        if (frame.len() as u64) < size {
+            return Err(format!(
+                "the upload was cut short: {} of {size} bytes arrived; nothing was stored, send it again",
+                frame.len()
+            ));
+        }
+        let info = blargh_delta::frame_info(&frame).map_err(|e| e.to_string())?;
+        let base = match info.base {
+            None => None,
+            Some(b) => {
+                let sha = hex::encode(b.sha256);
+                let m = self
+                    .store
+                    .find_by_sha(&sha)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "this delta was made against a release with sha256 {sha}, which this host does not have; send the whole file"
+                        )
+                    })?;
+                Some(
+                    std::fs::read(self.layout.binary(&m.id))
+                        .map_err(|e| format!("cannot read the base release {}: {e}", m.id))?,
+                )
+            }
+        };
+        tokio::task::block_in_place(|| blargh_delta::decode(base.as_deref(), &frame, MAX))
+            .map_err(|e| e.to_string())
+    }
+
     /// Starts release `id`, waits until it is ready, then drains what served before.
     /// On failure the new process is stopped and what served keeps serving.
     pub async fn activate(
@@ -191,6 +278,20 @@ impl Supervisor {
         id: &str,
         action: Action,
         by: &str,
+        auto_rollback: Option<AutoRollback>,
+    ) -> Result<Activation, ControlError> {
+        self.activate_with(id, action, by, auto_rollback, None)
+            .await
+    }
+
+    /// [`Self::activate`] with a message (why) for the audit log.
+    pub async fn activate_with(
+        self: &Arc<Self>,
+        id: &str,
+        action: Action,
+        by: &str,
+        auto_rollback: Option<AutoRollback>,
+        message: Option<&str>,
     ) -> Result<Activation, ControlError> {
         let t0 = Instant::now();
         let _guard = self.activation.lock().await;
@@ -223,7 +324,22 @@ impl Supervisor {
             st.app = AppState::Running;
             st.restarts = 0;
             st.crashes.clear();
-            st.current.replace(proc)
+            let old = st.current.replace(proc);
+            let previous = old
+                .as_ref()
+                .map(|o| o.release.clone())
+                .or_else(|| self.store.current());
+            st.guard = match (auto_rollback, previous) {
+                (Some(ar), Some(prev)) if prev != id && ar.crashes > 0 => Some(Guard {
+                    release: id.to_string(),
+                    previous: prev,
+                    until: Instant::now() + Duration::from_secs(ar.window_s),
+                    crashes: 0,
+                    allowed: ar.crashes,
+                }),
+                _ => None,
+            };
+            old
         };
         if let Err(e) = self.store.set_current(id) {
             self.log.write(
@@ -241,7 +357,10 @@ impl Supervisor {
             Some(id),
             previous.as_deref(),
             Some(by),
-            Some(&format!("pid {pid}, ready in {ready_ms} ms")),
+            Some(&match message {
+                Some(m) => format!("pid {pid}, ready in {ready_ms} ms: {m}"),
+                None => format!("pid {pid}, ready in {ready_ms} ms"),
+            }),
         );
         let protect: Vec<&str> = [Some(id), previous.as_deref()]
             .into_iter()
@@ -276,7 +395,136 @@ impl Supervisor {
                 )
             })?,
         };
-        self.activate(&target, Action::Rollback, by).await
+        self.activate(&target, Action::Rollback, by, None).await
+    }
+
+    /// Applies a deploy-lock request.
+    pub fn lock(&self, req: &LockRequest) -> Result<Option<LockInfo>, ControlError> {
+        let result = self.lock.apply(req).map_err(plain_error)?;
+        if let LockRequest::Acquire {
+            holder, message, ..
+        } = req
+        {
+            self.audit
+                .record("lock", None, None, Some(holder), Some(message));
+        }
+        Ok(result)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one variable of the app's env file, then restarts
+    /// the app with zero downtime when it runs. Values are never logged.
+    pub async fn env_change(
+        self: &Arc<Self>,
+        key: &str,
+        value: Option<&str>,
+        by: &str,
+        restart: bool,
+    ) -> Result<Reply, ControlError> {
+        let path = self.layout.env_file();
+        let text = crate::env_file::read(&path)
+            .map_err(|e| plain_error(format!("cannot read {}: {e}", path.display())))?;
+        let next = match value {
+            Some(v) => crate::env_file::with_set(&text, key, v).map_err(plain_error)?,
+            None => crate::env_file::without(&text, key),
+        };
+        crate::env_file::write(&path, &next)
+            .map_err(|e| plain_error(format!("cannot write {}: {e}", path.display())))?;
+        let event = if value.is_some() {
+            "env_set"
+        } else {
+            "env_unset"
+        };
+        self.audit.record(event, None, None, Some(by), Some(key));
+        let running = self
+            .state()
+            .current
+            .as_ref()
+            .filter(|_| restart)
+            .map(|p| p.release.clone());
+        let restarted = match running {
+            Some(id) => Some(self.activate(&id, Action::Activate, by, None).await?),
+            None => None,
+        };
+        Ok(Reply::Env {
+            names: crate::env_file::names(&next),
+            restarted,
+        })
+    }
+
+    /// The names in the app's env file.
+    pub fn env_names(&self) -> Result<Vec<String>, ControlError> {
+        let text = crate::env_file::read(&self.layout.env_file())
+            .map_err(|e| plain_error(format!("cannot read the env file: {e}")))?;
+        Ok(crate::env_file::names(&text))
+    }
+
+    /// Runs a command once with a release's env (migrations, one-off tasks); `{bin}` in
+    /// `args` is the release's executable.
+    pub async fn exec(
+        &self,
+        release: Option<&str>,
+        args: &[String],
+        timeout: Duration,
+        by: &str,
+    ) -> Result<Reply, ControlError> {
+        let id = match release {
+            Some(r) => r.to_string(),
+            None => self.store.current().ok_or_else(|| {
+                plain_error("no release is current on this host; name one (see `releases`)".into())
+            })?,
+        };
+        self.store
+            .get(&id)
+            .map_err(|e| plain_error(e.to_string()))?;
+        let env = self.release_env(&id).map_err(plain_error)?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("LISTEN_"))
+            .collect();
+        // `{bin}` in an argument stands for the release's executable; the first word is
+        // the program (`{bin}` itself, or e.g. `sh`).
+        let bin = self.layout.binary(&id).display().to_string();
+        let argv: Vec<String> = args.iter().map(|a| a.replace("{bin}", &bin)).collect();
+        let Some((program, rest)) = argv.split_first() else {
+            return Err(plain_error(
+                "nothing to run: give a command, e.g. [\"{bin}\", \"migrate\"]".into(),
+            ));
+        };
+        let out = run_once(
+            SpawnSpec {
+                release: &id,
+                app: program,
+                binary: std::path::PathBuf::from(program),
+                workdir: self.layout.data(),
+                listeners: &[],
+                env,
+                run_dir: self.layout.run(),
+                run_as: self.run_as,
+                trampoline: self.trampoline.clone(),
+            },
+            rest,
+            timeout,
+        )
+        .await
+        .map_err(|e| plain_error(format!("cannot run release {id}: {e}")))?;
+        for line in out.stdout.lines() {
+            self.log.write(&id, "exec", line);
+        }
+        for line in out.stderr.lines() {
+            self.log.write(&id, "exec", line);
+        }
+        let detail = match (out.status, out.timed_out) {
+            (_, true) => format!("{args:?} killed after {} s", timeout.as_secs()),
+            (Some(c), _) => format!("{args:?} exited with {c}"),
+            (None, _) => format!("{args:?} killed by a signal"),
+        };
+        self.audit
+            .record("exec", Some(&id), None, Some(by), Some(&detail));
+        Ok(Reply::Exec {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
     }
 
     /// What runs and how it is doing.
@@ -328,6 +576,39 @@ impl Supervisor {
         }
     }
 
+    /// The environment of a process of release `id` (without `NOTIFY_SOCKET`, which
+    /// belongs to the spawn).
+    fn release_env(&self, id: &str) -> Result<Vec<(String, String)>, String> {
+        let app_env = match std::fs::read_to_string(self.layout.env_file()) {
+            Ok(text) => parse_env_file(&text).map_err(|e| {
+                format!(
+                    "release {id} was not started: {} ({})",
+                    e,
+                    self.layout.env_file().display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("cannot read the app's env file: {e}")),
+        };
+        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+        let path =
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string());
+        Ok(release_env(&HandoverInputs {
+            listener_names: &names,
+            notify_socket: std::path::Path::new(""),
+            release: id,
+            app: &self.cfg.app,
+            root: self.layout.root(),
+            data_dir: &self.layout.data(),
+            drain_timeout: self.cfg.drain_timeout,
+            app_env: &app_env,
+            path: &path,
+        })
+        .into_iter()
+        .filter(|(k, _)| k != blargh_proto::env::NOTIFY_SOCKET)
+        .collect())
+    }
+
     /// Spawns release `id` and waits for `READY=1`. On success the process is watched: a
     /// later exit goes to [`Self::on_exit`].
     async fn start(self: &Arc<Self>, id: &str) -> Result<(Proc, u64), StartFailure> {
@@ -335,37 +616,9 @@ impl Supervisor {
             message,
             log: Vec::new(),
         };
-        let app_env = match std::fs::read_to_string(self.layout.env_file()) {
-            Ok(text) => parse_env_file(&text).map_err(|e| {
-                fail(format!(
-                    "release {id} was not started: {} ({})",
-                    e,
-                    self.layout.env_file().display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(fail(format!("cannot read the app's env file: {e}"))),
-        };
-        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
-        let run_dir = self.layout.run();
+        let env = self.release_env(id).map_err(fail)?;
         let data_dir = self.layout.data();
-        let path =
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string());
-        // NOTIFY_SOCKET is filled in by spawn(), which owns the socket.
-        let env = release_env(&HandoverInputs {
-            listener_names: &names,
-            notify_socket: std::path::Path::new(""),
-            release: id,
-            app: &self.cfg.app,
-            root: self.layout.root(),
-            data_dir: &data_dir,
-            drain_timeout: self.cfg.drain_timeout,
-            app_env: &app_env,
-            path: &path,
-        })
-        .into_iter()
-        .filter(|(k, _)| k != blargh_proto::env::NOTIFY_SOCKET)
-        .collect();
+        let run_dir = self.layout.run();
         let spawned = spawn(
             SpawnSpec {
                 release: id,
@@ -529,12 +782,87 @@ impl Supervisor {
             None,
             Some(&format!("pid {pid} {how}")),
         );
+        if let Some(previous) = self.guard_tripped(&mut st, release) {
+            st.app = AppState::Starting;
+            drop(st);
+            self.spawn_auto_rollback(release.to_string(), previous);
+            return;
+        }
         if self.note_crash(&mut st, release) {
             return;
         }
         st.app = AppState::Starting;
         drop(st);
         tokio::spawn(self.clone().recover(release.to_string()));
+    }
+
+    /// Counts a crash against the activation's guard; the release to go back to when the
+    /// guard trips.
+    fn guard_tripped(&self, st: &mut State, release: &str) -> Option<String> {
+        let g = st.guard.as_mut()?;
+        if g.release != release || Instant::now() > g.until {
+            st.guard = None;
+            return None;
+        }
+        g.crashes += 1;
+        if g.crashes < g.allowed {
+            return None;
+        }
+        let previous = g.previous.clone();
+        st.guard = None;
+        Some(previous)
+    }
+
+    fn spawn_auto_rollback(self: &Arc<Self>, release: String, previous: String) {
+        tokio::spawn(self.clone().auto_rollback(release, previous));
+    }
+
+    /// Goes back to `previous` after `release` crashed too soon after its activation.
+    async fn auto_rollback(self: Arc<Self>, release: String, previous: String) {
+        let why = format!("release {release} crashed soon after its activation");
+        self.log.write(
+            &release,
+            "agent",
+            &format!("{why}: rolling back to {previous}"),
+        );
+        match self
+            .activate(
+                &previous,
+                Action::Rollback,
+                "agent (automatic rollback)",
+                None,
+            )
+            .await
+        {
+            Ok(_) => self.audit.record(
+                "auto_rollback",
+                Some(&previous),
+                Some(&release),
+                Some("agent"),
+                Some(&why),
+            ),
+            Err(e) => {
+                self.audit.record(
+                    "failure",
+                    Some(&previous),
+                    Some(&release),
+                    Some("agent (automatic rollback)"),
+                    Some(&e.message),
+                );
+                // Keep trying the release that was current, as for any crash.
+                let restart = {
+                    let mut st = self.state();
+                    let restart = st.current.is_none() && !self.note_crash(&mut st, &release);
+                    if restart {
+                        st.app = AppState::Starting;
+                    }
+                    restart
+                };
+                if restart {
+                    tokio::spawn(self.clone().recover(release));
+                }
+            }
+        }
     }
 
     /// Counts a crash; true (and state `CrashLoop`) when there were too many too fast.
@@ -602,6 +930,11 @@ impl Supervisor {
                     self.audit
                         .record("failure", Some(&release), None, None, Some(&f.message));
                     let mut st = self.state();
+                    if let Some(previous) = self.guard_tripped(&mut st, &release) {
+                        drop(st);
+                        self.spawn_auto_rollback(release, previous);
+                        return;
+                    }
                     if self.note_crash(&mut st, &release) {
                         return;
                     }

@@ -7,10 +7,10 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A release id for a binary received now: `20261128T153210Z-<first 8 hex of sha256>`.
-/// Ids sort by receive time.
+/// A release id for a binary received now: `20261128T153210.123Z-<first 8 hex of sha256>`.
+/// Ids sort by receive time (to the millisecond).
 pub fn release_id(at: SystemTime, sha256: &str) -> String {
-    let stamp: String = humantime::format_rfc3339_seconds(at)
+    let stamp: String = humantime::format_rfc3339_millis(at)
         .to_string()
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))
@@ -27,8 +27,8 @@ mod tests {
     fn release_ids_sort_by_time() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let id = release_id(t, "0badcafe00");
-        assert_eq!(id, "20261118T092640Z-0badcafe");
-        let later = release_id(t + Duration::from_secs(1), "00000000");
+        assert_eq!(id, "20261118T110640.000Z-0badcafe");
+        let later = release_id(t + Duration::from_millis(1), "00000000");
         assert!(later > id);
     }
 }

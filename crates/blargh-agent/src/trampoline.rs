@@ -19,7 +19,7 @@ pub fn is_trampoline(args: &[OsString]) -> bool {
     args.get(1).is_some_and(|a| a == ARG)
 }
 
-/// Runs the trampoline: `<exe> __blargh-exec-release <binary> <argv0>`. Never returns;
+/// Runs the trampoline: `<exe> __blargh-exec-release <binary> <argv0> [args…]`. Never returns;
 /// on failure prints why and exits with status 127.
 ///
 /// Call only from a single-threaded process (the top of `main`).
@@ -50,7 +50,10 @@ pub fn exec(args: &[OsString]) -> ! {
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
         eprintln!("blargh trampoline: cannot set the parent-death signal: {e}");
     }
-    let err = std::process::Command::new(binary).arg0(argv0).exec();
+    let err = std::process::Command::new(binary)
+        .arg0(argv0)
+        .args(&args[4..])
+        .exec();
     eprintln!(
         "blargh trampoline: cannot execute {}: {err}",
         std::path::Path::new(binary).display()

@@ -21,13 +21,16 @@ pub enum Request {
     Releases,
     /// Store a new release: the request line is followed by `size` bytes of executable.
     Receive {
-        /// Expected lower-case hex sha256 of the bytes that follow.
+        /// Expected lower-case hex sha256 of the executable (after decoding a frame).
         sha256: String,
         /// Exact number of bytes that follow.
         size: u64,
         /// What the sender knows about the build.
         #[serde(default)]
         meta: ReleaseMeta,
+        /// How the bytes that follow encode the executable.
+        #[serde(default)]
+        encoding: Encoding,
     },
     /// Start a stored release, wait for it to be ready, then drain the running one.
     Activate {
@@ -36,6 +39,13 @@ pub enum Request {
         /// Who asks (recorded in the audit log beside the socket peer's uid).
         #[serde(default)]
         by: Option<String>,
+        /// Go back to the release that served before by itself if the new one crashes
+        /// this often soon after switching.
+        #[serde(default)]
+        auto_rollback: Option<AutoRollback>,
+        /// Why (the deploy message), for the audit log.
+        #[serde(default)]
+        message: Option<String>,
     },
     /// Activate the previous release (or the named one).
     Rollback {
@@ -59,6 +69,115 @@ pub enum Request {
         /// How many events at most.
         lines: usize,
     },
+    /// The deploy lock: acquire, release, or look.
+    Lock(LockRequest),
+    /// Set one variable of the app's env file (the value travels in this JSON line, never
+    /// in a command line), then restart the app with zero downtime if it runs.
+    EnvSet {
+        /// Variable name.
+        key: String,
+        /// Its value.
+        value: String,
+        /// Who asks.
+        #[serde(default)]
+        by: Option<String>,
+        /// Restart the running app so it sees the change (false: the next activation will).
+        #[serde(default = "yes")]
+        restart: bool,
+    },
+    /// Remove one variable from the app's env file, then restart the app if it runs.
+    EnvUnset {
+        /// Variable name.
+        key: String,
+        /// Who asks.
+        #[serde(default)]
+        by: Option<String>,
+        /// Restart the running app so it sees the change.
+        #[serde(default = "yes")]
+        restart: bool,
+    },
+    /// The names (never the values) in the app's env file.
+    EnvList,
+    /// Run a command once with a release's env and the app's data directory (no sockets),
+    /// as the app's user: `before_activate` migrations and one-off tasks.
+    Exec {
+        /// Release id; the current release when absent.
+        #[serde(default)]
+        release: Option<String>,
+        /// The command: `{bin}` in any argument is replaced by the release's executable,
+        /// and the first word is the program (`["{bin}", "migrate"]`, `["sh", "-c", "…"]`).
+        args: Vec<String>,
+        /// Seconds before it is killed.
+        timeout_s: u64,
+        /// Who asks.
+        #[serde(default)]
+        by: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How an uploaded executable is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The executable itself.
+    #[default]
+    Raw,
+    /// A `blargh-delta` frame: compressed whole, or a delta against a release the host has.
+    Frame,
+}
+
+/// When the agent rolls back by itself after an activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoRollback {
+    /// Seconds after the switch during which crashes count.
+    pub window_s: u64,
+    /// Crashes within the window that trigger the rollback.
+    pub crashes: u32,
+}
+
+/// What to do with the deploy lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum LockRequest {
+    /// Take it, or fail naming its holder.
+    Acquire {
+        /// Who takes it (`user@machine`).
+        holder: String,
+        /// Why (shown to whoever is refused).
+        message: String,
+        /// Seconds after which a lock left behind by a crashed deploy expires.
+        ttl_s: u64,
+        /// Take it even when someone else holds it.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Give it back (only its holder, unless forced).
+    Release {
+        /// Who gives it back.
+        holder: String,
+        /// Release someone else's lock.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Who holds it.
+    Status,
+}
+
+/// A held deploy lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Who holds it.
+    pub holder: String,
+    /// Why.
+    pub message: String,
+    /// RFC 3339 time it was taken.
+    pub since: String,
+    /// Unix seconds after which it no longer counts.
+    pub expires_unix: u64,
 }
 
 /// The agent's single reply to a request.
@@ -90,6 +209,27 @@ pub enum Reply {
     Audit {
         /// Oldest first.
         events: Vec<AuditEvent>,
+    },
+    /// Answer to [`Request::Lock`]: the lock after the request.
+    Lock {
+        /// The holder, if the lock is held.
+        held: Option<LockInfo>,
+    },
+    /// Answer to the env requests: the variable names now set (never values).
+    Env {
+        /// Sorted names.
+        names: Vec<String>,
+        /// The restart that applied the change, if the app was running.
+        restarted: Option<Activation>,
+    },
+    /// Answer to [`Request::Exec`].
+    Exec {
+        /// Exit status (`None` when killed by a signal or the timeout).
+        status: Option<i32>,
+        /// What it printed on stdout.
+        stdout: String,
+        /// What it printed on stderr.
+        stderr: String,
     },
     /// The request failed; nothing changed unless the message says so.
     Error(ControlError),
@@ -218,16 +358,25 @@ mod tests {
         let line = encode_line(&Request::Activate {
             id: "r1".into(),
             by: None,
+            auto_rollback: None,
+            message: None,
         });
-        assert_eq!(line, "{\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null}\n");
+        assert_eq!(
+            line,
+            "{\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null,\"auto_rollback\":null,\"message\":null}\n"
+        );
         let back: Request = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(
             back,
             Request::Activate {
                 id: "r1".into(),
-                by: None
+                by: None,
+                auto_rollback: None,
+                message: None,
             }
         );
+        let lock: Request = serde_json::from_str(r#"{"cmd":"lock","action":"status"}"#).unwrap();
+        assert_eq!(lock, Request::Lock(LockRequest::Status));
         let status: Request = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
         assert_eq!(status, Request::Status);
         let rollback: Request = serde_json::from_str(r#"{"cmd":"rollback"}"#).unwrap();

@@ -99,3 +99,57 @@ fn a_crash_loop_stops_restarts_until_a_new_activation() {
     assert!(r.body.starts_with("hello from v1 "));
     assert_eq!(agent.status().state, AppState::Running);
 }
+
+#[test]
+fn a_release_that_crashes_soon_after_its_activation_is_rolled_back_by_the_agent() {
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v4 = hello::build("v4", Profile::Debug).unwrap();
+    let agent = TestAgent::start(
+        BIN,
+        AgentOptions {
+            env: vec![
+                ("HELLO_CRASH_AFTER_MS".into(), "200".into()),
+                ("HELLO_CRASH_IN_VERSION".into(), "v4".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let good = agent.receive(&v1, "v1");
+    let bad = agent.receive(&v4, "v4");
+    agent.activate(&good).unwrap();
+    match agent
+        .request(&[
+            "activate",
+            &bad,
+            "--auto-rollback-crashes",
+            "2",
+            "--auto-rollback-window",
+            "30s",
+        ])
+        .unwrap()
+    {
+        blargh_proto::control::Reply::Activated(a) => assert_eq!(a.release, bad),
+        other => panic!("{other:?}"),
+    }
+    // It becomes ready, then crashes twice: the agent goes back to v1 by itself.
+    let st = agent.wait_for("the automatic rollback", Duration::from_secs(20), |s| {
+        s.state == AppState::Running && s.current.as_ref().is_some_and(|m| m.id == good)
+    });
+    assert!(st.pid.is_some());
+    let r = http::get(agent.port(), "/").unwrap();
+    assert!(r.body.starts_with("hello from v1 "), "{}", r.body);
+    let audit = agent.audit();
+    let rolled = audit
+        .iter()
+        .find(|e| e.event == "auto_rollback")
+        .expect("the rollback is audited");
+    assert_eq!(rolled.release.as_deref(), Some(good.as_str()));
+    assert_eq!(rolled.previous.as_deref(), Some(bad.as_str()));
+    assert!(
+        rolled
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("crashed soon after its activation")
+    );
+}

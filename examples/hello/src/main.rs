@@ -3,13 +3,14 @@
 //! - `GET /` says which release answers: `hello from <version> (release <id>)`.
 //! - `GET /stream?ticks=N&interval_ms=M` streams N lines, one every M ms (a long-lived
 //!   response for drain tests).
-//! - `GET /health` answers `ok`.
+//! - `GET /health` answers `ok`; `GET /greeting` the `HELLO_GREETING` setting.
+//! - `hello migrate` runs a pretend migration (fails if `HELLO_MIGRATION_FAILS` is set).
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
 //! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
-//! tests).
+//! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set.
 
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ fn app() -> Router {
         .route("/", get(move || async move { greeting }))
         .route("/health", get(|| async { "ok\n" }))
         .route("/stream", get(stream_ticks))
+        .route("/greeting", get(greeting_setting))
+        .nest_service("/_blargh", blargh::dashboard::router())
 }
 
 async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {
@@ -53,12 +56,32 @@ async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {
     axum::body::Body::from_stream(s)
 }
 
+/// `GET /greeting`: the `HELLO_GREETING` setting (for `cargo blargh env set` tests).
+async fn greeting_setting() -> String {
+    std::env::var("HELLO_GREETING").unwrap_or_else(|_| "(no greeting set)".into()) + "\n"
+}
+
+/// `hello migrate`: what a `before_activate` migration looks like; fails when
+/// `HELLO_MIGRATION_FAILS` is set.
+fn migrate() -> std::io::Result<()> {
+    println!("hello {VERSION}: migrating the database");
+    if std::env::var_os("HELLO_MIGRATION_FAILS").is_some() {
+        eprintln!("hello {VERSION}: migration failed: column \"email\" already exists");
+        std::process::exit(1);
+    }
+    println!("hello {VERSION}: migration done");
+    Ok(())
+}
+
 fn env_ms(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return migrate();
+    }
     let warmup = env_ms("HELLO_WARMUP_MS").unwrap_or(0);
     println!("hello {VERSION} starting (warm-up {warmup} ms)");
     tokio::time::sleep(Duration::from_millis(warmup)).await;
@@ -66,7 +89,9 @@ async fn main() -> std::io::Result<()> {
     let dev_addr = std::env::var("HELLO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = blargh::listen("web", dev_addr.as_str())?;
     println!("hello {VERSION} serving on {}", listener.local_addr()?);
-    if let Some(ms) = env_ms("HELLO_CRASH_AFTER_MS") {
+    // HELLO_CRASH_IN_VERSION=v4 makes only that build crash (a bad release among good ones).
+    let crash_here = std::env::var("HELLO_CRASH_IN_VERSION").map_or(true, |v| v == VERSION);
+    if let Some(ms) = env_ms("HELLO_CRASH_AFTER_MS").filter(|_| crash_here) {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             eprintln!("hello {VERSION} crashing on purpose (HELLO_CRASH_AFTER_MS={ms})");
