@@ -18,10 +18,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("demo") => demo::run(),
+        Some("demo") => demo::run(&args[1..]),
         Some("prereqs") => prereqs::ensure(),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed` times a seed\n  demo     a zero-downtime switch on this machine\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed` times a seed\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };

@@ -13,6 +13,11 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/qemu-img", "qemu-utils"),
     ("/usr/sbin/debootstrap", "debootstrap"),
     ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
+    ("/usr/bin/chromium", "chromium"),
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
 ];
 
 /// Installs missing packages with apt-get when root; otherwise says what to run.

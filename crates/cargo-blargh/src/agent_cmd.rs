@@ -48,13 +48,26 @@ fn ctl(a: CtlArgs) -> i32 {
     let result = rt.block_on(async {
         match a.command {
             CtlCommand::Receive(r) => receive(&socket, r).await,
+            CtlCommand::Pipe => return pipe(&socket).await,
             other => {
                 let req = match other {
                     CtlCommand::Status => Request::Status,
                     CtlCommand::Releases => Request::Releases,
-                    CtlCommand::Activate { id, by } => Request::Activate {
+                    CtlCommand::Activate {
+                        id,
+                        by,
+                        auto_rollback_crashes,
+                        auto_rollback_window,
+                    } => Request::Activate {
                         id,
                         by: by.or_else(whoami),
+                        auto_rollback: auto_rollback_crashes.map(|crashes| {
+                            blargh_proto::control::AutoRollback {
+                                window_s: auto_rollback_window.as_secs(),
+                                crashes,
+                            }
+                        }),
+                        message: None,
                     },
                     CtlCommand::Rollback { id, by } => Request::Rollback {
                         id,
@@ -62,7 +75,9 @@ fn ctl(a: CtlArgs) -> i32 {
                     },
                     CtlCommand::Logs { release, lines } => Request::Logs { release, lines },
                     CtlCommand::Audit { lines } => Request::Audit { lines },
-                    CtlCommand::Receive(_) => unreachable!("handled above"),
+                    CtlCommand::Lock => Request::Lock(blargh_proto::control::LockRequest::Status),
+                    CtlCommand::EnvList => Request::EnvList,
+                    CtlCommand::Receive(_) | CtlCommand::Pipe => unreachable!("handled above"),
                 };
                 blargh_agent::client::request(&socket, &req, None)
                     .await
@@ -119,10 +134,41 @@ async fn receive(socket: &std::path::Path, r: ReceiveArgs) -> Result<Reply, Stri
         let size = r.size.unwrap_or(bytes.len() as u64);
         (sha, size, Box::new(std::io::Cursor::new(bytes)))
     };
-    let req = Request::Receive { sha256, size, meta };
+    let req = Request::Receive {
+        sha256,
+        size,
+        meta,
+        encoding: blargh_proto::control::Encoding::Raw,
+    };
     blargh_agent::client::request(socket, &req, Some(&mut body))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `ctl pipe`: stdin to the control socket, its answer to stdout, byte for byte. This is
+/// how `cargo blargh` on a developer's machine speaks to the agent over SSH: requests, and
+/// secrets such as env values, travel on stdin, never in a command line.
+async fn pipe(socket: &std::path::Path) -> Result<Reply, String> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot reach the agent at {}: {e}; is it running? (`cargo blargh doctor` says)",
+            socket.display()
+        )
+    })?;
+    let (mut read, mut write) = stream.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut write).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut write).await;
+    };
+    let mut stdout = tokio::io::stdout();
+    let down = async {
+        let n = tokio::io::copy(&mut read, &mut stdout).await;
+        let _ = tokio::io::AsyncWriteExt::flush(&mut stdout).await;
+        n
+    };
+    let (_, down) = tokio::join!(up, down);
+    down.map_err(|e| format!("reading the agent's answer: {e}"))?;
+    std::process::exit(0);
 }
 
 /// `user@host` of whoever runs the command, for the audit log.

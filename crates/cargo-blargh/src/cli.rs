@@ -22,6 +22,67 @@ pub enum Command {
     Seed(SeedArgs),
     /// Say what a server is, whether blargh supports it and why, and how its agent is.
     Doctor(DoctorArgs),
+    /// Add a commented [package.metadata.blargh] section to the app's Cargo.toml.
+    Init {
+        /// The app's Cargo.toml.
+        #[arg(long, value_name = "PATH", default_value = "Cargo.toml")]
+        manifest_path: PathBuf,
+    },
+    /// Build, ship and switch to a new release on every host, with zero downtime.
+    Deploy(DeployArgs),
+    /// Go back to the previous release (or the one named) on every host.
+    Rollback {
+        /// Release id; the previous release when absent.
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// The releases on each host, newest first.
+    Releases {
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Per host: running release, pid, uptime, memory, restarts, lock.
+    Status {
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// The app's output on every host, each line prefixed with host and release.
+    Logs {
+        /// Lines per host.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines as they come (Ctrl-C to stop).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// The audit log of every host: receives, activations, rollbacks, failures.
+    Audit {
+        /// Events per host.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// The app's environment on the servers (values are read from stdin, never argv).
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// The deploy lock on every host.
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Run the current release's executable once with the app's env (one-off tasks).
+    Exec {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Seconds before it is killed.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Arguments for the executable.
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
     /// The server side: run the agent, or talk to a running one.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -59,6 +120,104 @@ pub struct SeedArgs {
     pub drain_timeout: Duration,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// Which app on which hosts: from `[package.metadata.blargh]`, or the flags.
+#[derive(Debug, Clone, Args)]
+pub struct AppArgs {
+    /// A destination from `[package.metadata.blargh.destinations]` (e.g. staging).
+    #[arg(short = 'd', long = "destination")]
+    pub destination: Option<String>,
+    /// A host, instead of the configured ones; repeat for several.
+    #[arg(long = "host", value_name = "USER@HOST[:PORT]")]
+    pub hosts: Vec<String>,
+    /// The app's name on the servers, instead of the configured one.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// The app's Cargo.toml.
+    #[arg(long, value_name = "PATH", default_value = "Cargo.toml")]
+    pub manifest_path: PathBuf,
+    /// One JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Ship this executable instead of building (any program that speaks socket activation).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Build for this target triple (e.g. x86_64-unknown-linux-musl).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Why: kept with the release and shown by `releases`.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Activate all hosts at once instead of one at a time.
+    #[arg(long)]
+    pub parallel: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Set KEY to a value read from stdin (or asked for on a terminal); restarts the app
+    /// with zero downtime.
+    Set {
+        /// Variable name.
+        key: String,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Remove KEY; restarts the app with zero downtime.
+    Unset {
+        /// Variable name.
+        key: String,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// The names set on each host (values are never shown).
+    List {
+        #[command(flatten)]
+        app: AppArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Hold the deploy lock (deploys by others are refused until it is released).
+    Acquire {
+        /// Why, shown to whoever is refused.
+        #[arg(short = 'm', long)]
+        message: String,
+        /// Take it even if someone else holds it.
+        #[arg(long)]
+        force: bool,
+        /// Expire after this long.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        expiry: Duration,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Release the deploy lock.
+    Release {
+        /// Release someone else's lock.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Who holds the deploy lock, since when, and why.
+    Status {
+        #[command(flatten)]
+        app: AppArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +301,12 @@ pub enum CtlCommand {
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,
+        /// Roll back by itself if the new release crashes this many times soon after.
+        #[arg(long, value_name = "N")]
+        auto_rollback_crashes: Option<u32>,
+        /// How long after the switch crashes count toward --auto-rollback-crashes.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        auto_rollback_window: Duration,
     },
     /// Go back to the previous release (or the one named).
     Rollback {
@@ -166,6 +331,14 @@ pub enum CtlCommand {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
     },
+    /// Who holds the deploy lock.
+    Lock,
+    /// The names (never the values) of the app's environment variables.
+    EnvList,
+    /// Relay one request from stdin to the agent and its answer to stdout (used by
+    /// `cargo blargh` over SSH).
+    #[command(hide = true)]
+    Pipe,
 }
 
 #[derive(Debug, Args)]

@@ -2,9 +2,14 @@
 //! (`cargo-blargh agent …`): one executable for both sides.
 
 mod agent_cmd;
+mod app_cmd;
+mod build;
 mod cli;
+mod config;
+mod deploy;
 mod output;
 mod remote;
+mod remote_agent;
 mod seed_cmd;
 
 use clap::Parser;
@@ -27,6 +32,7 @@ fn main() {
         cli::Command::Agent(a) => agent_cmd::run(a),
         cli::Command::Seed(a) => seed_cmd::seed(a),
         cli::Command::Doctor(a) => seed_cmd::doctor(a),
+        other => app_cmd::run(other),
     };
     std::process::exit(code);
 }

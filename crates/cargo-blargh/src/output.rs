@@ -142,6 +142,36 @@ pub fn render(reply: &Reply) -> Result<String, String> {
                 );
             }
         }
+        Reply::Lock { held } => match held {
+            Some(h) => {
+                let _ = writeln!(s, "locked by {} since {}: {}", h.holder, h.since, h.message);
+            }
+            None => s.push_str("not locked\n"),
+        },
+        Reply::Env { names, restarted } => {
+            for n in names {
+                let _ = writeln!(s, "{n}=********");
+            }
+            if let Some(a) = restarted {
+                let _ = writeln!(s, "restarted: {} serving (pid {})", a.release, a.pid);
+            }
+        }
+        Reply::Exec {
+            status,
+            stdout,
+            stderr,
+        } => {
+            s.push_str(stdout);
+            s.push_str(stderr);
+            if *status != Some(0) {
+                return Err(format!(
+                    "{s}error: exited with {}\n",
+                    status
+                        .map(|c| c.to_string())
+                        .unwrap_or("a signal or the timeout".into())
+                ));
+            }
+        }
         Reply::Error(e) => {
             let _ = writeln!(s, "error: {}", e.message);
             if !e.release_log.is_empty() {

@@ -31,12 +31,47 @@ pub struct ConnectArgs {
     pub ssh_config: Option<PathBuf>,
 }
 
+/// A file holding the contents of an environment variable (CI secrets), 0600, kept for
+/// the life of the process.
+fn env_file(var: &str) -> Result<Option<PathBuf>, String> {
+    use std::sync::{Mutex, OnceLock};
+    static FILES: OnceLock<Mutex<Vec<tempfile::NamedTempFile>>> = OnceLock::new();
+    let Ok(value) = std::env::var(var) else {
+        return Ok(None);
+    };
+    let mut f = tempfile::NamedTempFile::new()
+        .map_err(|e| format!("{var}: cannot write it to a file: {e}"))?;
+    let text = if value.ends_with('\n') {
+        value
+    } else {
+        value + "\n"
+    };
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{var}: cannot write it to a file: {e}"))?;
+    let path = f.path().to_path_buf();
+    FILES
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(f);
+    Ok(Some(path))
+}
+
 impl ConnectArgs {
-    /// Connection options for these flags.
+    /// Connection options for these flags. In CI, `BLARGH_SSH_KEY` (a private key) and
+    /// `BLARGH_KNOWN_HOSTS` (known_hosts lines) come from the environment.
     pub fn options(&self) -> Result<ConnectOptions, String> {
+        let mut identity_files = self.identity.clone();
+        if let Some(key) = env_file("BLARGH_SSH_KEY")? {
+            identity_files.insert(0, key);
+        }
+        let known_hosts = match &self.known_hosts {
+            Some(p) => Some(p.clone()),
+            None => env_file("BLARGH_KNOWN_HOSTS")?,
+        };
         let mut o = ConnectOptions {
-            identity_files: self.identity.clone(),
-            known_hosts: self.known_hosts.clone(),
+            identity_files,
+            known_hosts,
             ..Default::default()
         };
         if let Some(p) = &self.ssh_config {

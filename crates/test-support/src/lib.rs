@@ -3,8 +3,9 @@
 pub mod sshd;
 
 pub mod agent;
+pub mod browser;
 pub mod hello;
 pub mod http;
 pub mod load;
-pub mod vm;
 pub mod remote;
+pub mod vm;

@@ -52,6 +52,16 @@ impl Cli {
         ]
     }
 
+    /// `cargo-blargh ARGS… <connect flags>`, to adjust (cwd, stdin) and run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .args(self.connect_flags())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        c
+    }
+
     /// Runs `cargo-blargh SUBCOMMAND DEST ARGS… <connect flags>` as SSH user `user`.
     pub fn run(&self, subcommand: &str, user: &str, args: &[&str]) -> io::Result<Output> {
         Command::new(&self.bin)

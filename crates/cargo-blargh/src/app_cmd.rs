@@ -1,0 +1,452 @@
+//! The day-to-day commands on a deployed app: `deploy`, `rollback`, `releases`, `status`,
+//! `logs`, `audit`, `env`, `lock`, `exec`. Each resolves the app and its hosts, then talks
+//! to each host's agent over SSH.
+
+use std::io::{IsTerminal, Read};
+
+use blargh_proto::control::{LockRequest, Reply, Request};
+use futures_util::future::join_all;
+
+use crate::cli::{AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
+use crate::deploy::{DeployReport, DeploySettings, deploy, whoami};
+use crate::remote::connect;
+use crate::remote_agent::RemoteAgent;
+
+/// The app and its hosts, resolved from the config and the flags.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// App name on the servers.
+    pub app: String,
+    /// SSH destinations.
+    pub hosts: Vec<String>,
+    /// The deploy settings from the config (defaults when there is none).
+    pub settings: DeploySettings,
+    /// Cargo package and binary to build, when building.
+    pub build: Option<(std::path::PathBuf, String, String, Option<String>)>,
+}
+
+/// Resolves which app on which hosts: the flags win over `[package.metadata.blargh]`.
+pub fn resolve(a: &AppArgs) -> Result<Target, String> {
+    let mut t = crate::config::from_manifest(
+        &a.manifest_path,
+        a.destination.as_deref(),
+        !a.hosts.is_empty(),
+    )?;
+    if let Some(app) = &a.app {
+        blargh_seed::seed_plan::check_app_name(app).map_err(|e| format!("--app {e}"))?;
+        t.app = app.clone();
+        t.settings.app = app.clone();
+    }
+    if !a.hosts.is_empty() {
+        t.hosts = a.hosts.clone();
+        t.settings.hosts = a.hosts.clone();
+    }
+    if t.hosts.is_empty() {
+        return Err(format!(
+            "no hosts: add `hosts = [\"deploy@your-server\"]` under [package.metadata.blargh] in {}, or pass --host",
+            a.manifest_path.display()
+        ));
+    }
+    Ok(t)
+}
+
+/// Runs one of the app commands; returns the exit code.
+pub fn run(cmd: Command) -> i32 {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        match cmd {
+            Command::Deploy(a) => deploy_cmd(a).await,
+            Command::Rollback { release, app } => {
+                let req = Request::Rollback {
+                    id: release,
+                    by: Some(whoami()),
+                };
+                each_host(&app, req).await
+            }
+            Command::Releases { app } => each_host(&app, Request::Releases).await,
+            Command::Status { app } => each_host(&app, Request::Status).await,
+            Command::Logs {
+                lines,
+                follow: false,
+                app,
+            } => {
+                each_host(
+                    &app,
+                    Request::Logs {
+                        release: None,
+                        lines,
+                    },
+                )
+                .await
+            }
+            Command::Logs {
+                lines,
+                follow: true,
+                app,
+            } => follow_logs(&app, lines).await,
+            Command::Audit { lines, app } => each_host(&app, Request::Audit { lines }).await,
+            Command::Env(EnvCommand::List { app }) => each_host(&app, Request::EnvList).await,
+            Command::Env(EnvCommand::Unset { key, app }) => {
+                let req = Request::EnvUnset {
+                    key,
+                    by: Some(whoami()),
+                    restart: true,
+                };
+                each_host(&app, req).await
+            }
+            Command::Env(EnvCommand::Set { key, app }) => match read_secret(&key) {
+                Ok(value) => {
+                    let req = Request::EnvSet {
+                        key,
+                        value,
+                        by: Some(whoami()),
+                        restart: true,
+                    };
+                    each_host(&app, req).await
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            },
+            Command::Lock(LockCommand::Acquire {
+                message,
+                force,
+                expiry,
+                app,
+            }) => {
+                if force {
+                    eprintln!("warning: --force takes the lock even if another deploy holds it");
+                }
+                let req = Request::Lock(LockRequest::Acquire {
+                    holder: whoami(),
+                    message,
+                    ttl_s: expiry.as_secs().max(1),
+                    force,
+                });
+                each_host(&app, req).await
+            }
+            Command::Lock(LockCommand::Release { force, app }) => {
+                let req = Request::Lock(LockRequest::Release {
+                    holder: whoami(),
+                    force,
+                });
+                each_host(&app, req).await
+            }
+            Command::Lock(LockCommand::Status { app }) => {
+                each_host(&app, Request::Lock(LockRequest::Status)).await
+            }
+            Command::Exec { app, timeout, args } => {
+                let req = Request::Exec {
+                    release: None,
+                    args: std::iter::once("{bin}".to_string()).chain(args).collect(),
+                    timeout_s: timeout,
+                    by: Some(whoami()),
+                };
+                each_host(&app, req).await
+            }
+            Command::Init { manifest_path } => init(&manifest_path),
+            other => unreachable!("not an app command: {other:?}"),
+        }
+    })
+}
+
+/// The value for `env set KEY`: stdin when piped, else asked for without echo... or, on a
+/// terminal, typed on one line. Never taken from argv.
+fn read_secret(key: &str) -> Result<String, String> {
+    let mut value = String::new();
+    if std::io::stdin().is_terminal() {
+        eprint!("value for {key} (one line, not echoed to the servers' logs): ");
+        std::io::stdin()
+            .read_line(&mut value)
+            .map_err(|e| format!("cannot read the value: {e}"))?;
+    } else {
+        std::io::stdin()
+            .read_to_string(&mut value)
+            .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
+    }
+    let value = value.strip_suffix('\n').unwrap_or(&value);
+    let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+    if value.contains('\n') {
+        return Err(format!(
+            "the value for {key} has several lines; env values are one line"
+        ));
+    }
+    Ok(value)
+}
+
+/// `cargo blargh init`: appends a commented `[package.metadata.blargh]` to Cargo.toml.
+fn init(manifest: &std::path::Path) -> i32 {
+    let text = match std::fs::read_to_string(manifest) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read {}: {e}; run this in your app's directory",
+                manifest.display()
+            );
+            return 2;
+        }
+    };
+    match blargh_config::add_skeleton(&text, manifest) {
+        Ok(new) => match std::fs::write(manifest, new) {
+            Ok(()) => {
+                println!(
+                    "added [package.metadata.blargh] to {}: set `hosts`, then `cargo blargh seed HOST --app NAME` and `cargo blargh deploy`",
+                    manifest.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", manifest.display());
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Sends `req` to the app's agent on every host at once and prints the answers.
+async fn each_host(a: &AppArgs, req: Request) -> i32 {
+    let t = match resolve(a) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let answers = join_all(t.hosts.iter().map(|h| one_host(h, &t.app, a, &req))).await;
+    let mut code = 0;
+    let mut json = Vec::new();
+    for (host, answer) in t.hosts.iter().zip(answers) {
+        match answer {
+            Ok(reply) => {
+                if matches!(reply, Reply::Error(_)) {
+                    code = 1;
+                }
+                if a.json {
+                    json.push(serde_json::json!({ "host": host, "reply": reply }));
+                } else {
+                    let (text, ok) = match crate::output::render(&reply) {
+                        Ok(t) => (t, true),
+                        Err(t) => (t, false),
+                    };
+                    for line in text.lines() {
+                        if ok {
+                            println!("{host}  {line}");
+                        } else {
+                            eprintln!("{host}  {line}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                code = 3;
+                if a.json {
+                    json.push(serde_json::json!({ "host": host, "error": e }));
+                } else {
+                    eprintln!("{host}  error: {e}");
+                }
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+    }
+    code
+}
+
+/// `logs -f`: the last `lines` of every host, then new lines as they appear, polled once a
+/// second over one SSH connection per host, until Ctrl-C.
+async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
+    let t = match resolve(a) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut sessions = Vec::new();
+    for h in &t.hosts {
+        match connect(h, &a.connect).await {
+            Ok(s) => sessions.push((h.clone(), s, None::<String>)),
+            Err(e) => {
+                eprintln!("{h}  error: {e}");
+                return 3;
+            }
+        }
+    }
+    let mut first = true;
+    loop {
+        for (host, session, last) in sessions.iter_mut() {
+            let ra = RemoteAgent {
+                session,
+                app: t.app.clone(),
+            };
+            let want = if first { lines } else { 1000 };
+            match ra
+                .request(
+                    &Request::Logs {
+                        release: None,
+                        lines: want,
+                    },
+                    None,
+                )
+                .await
+            {
+                Ok(Reply::Logs { lines: got }) => {
+                    let start = match last.as_ref() {
+                        Some(l) => got.iter().rposition(|x| x == l).map(|i| i + 1).unwrap_or(0),
+                        None => 0,
+                    };
+                    for l in &got[start..] {
+                        println!("{host}  {l}");
+                    }
+                    if let Some(l) = got.last() {
+                        *last = Some(l.clone());
+                    }
+                }
+                Ok(other) => eprintln!("{host}  unexpected answer {other:?}"),
+                Err(e) => {
+                    eprintln!("{host}  error: {e}");
+                    return 3;
+                }
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return 0,
+        }
+    }
+}
+
+async fn one_host(host: &str, app: &str, a: &AppArgs, req: &Request) -> Result<Reply, String> {
+    let session = connect(host, &a.connect).await?;
+    let ra = RemoteAgent {
+        session: &session,
+        app: app.to_string(),
+    };
+    let reply = ra.request(req, None).await;
+    let _ = session.close().await;
+    reply
+}
+
+async fn deploy_cmd(a: DeployArgs) -> i32 {
+    let mut t = match resolve(&a.app) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    t.settings.message = a.message.clone();
+    t.settings.parallel |= a.parallel;
+    let t_build = std::time::Instant::now();
+    let path = match (&a.binary, &t.build) {
+        (Some(p), _) => p.clone(),
+        (None, Some((dir, package, bin, target))) => {
+            eprintln!("building {bin} (cargo build --release) …");
+            match crate::build::build(dir, package, bin, a.target.as_deref().or(target.as_deref()))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!(
+                "error: nothing to deploy: run from the app's directory (its Cargo.toml), or pass --binary PATH"
+            );
+            return 2;
+        }
+    };
+    let build_ms = t_build.elapsed().as_millis();
+    let binary = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return 1;
+        }
+    };
+    if a.dry_run {
+        println!(
+            "would deploy {} ({} bytes, sha256 {}) as {} to: {}",
+            path.display(),
+            binary.len(),
+            crate::deploy::sha256_hex(&binary),
+            t.app,
+            t.hosts.join(", ")
+        );
+        println!(
+            "steps per host: connect, check the binary fits, lock, ship (nothing / delta / whole), {}activate{}, unlock",
+            if t.settings.before_activate.is_some() {
+                "before_activate, "
+            } else {
+                ""
+            },
+            if t.settings.auto_rollback.is_some() {
+                " (automatic rollback armed)"
+            } else {
+                ""
+            }
+        );
+        return 0;
+    }
+    let report = deploy(&t.settings, &binary, &a.app.connect).await;
+    print_report(&report, build_ms, a.app.json);
+    if report.ok { 0 } else { 1 }
+}
+
+fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).expect("json"));
+        return;
+    }
+    for h in &r.hosts {
+        let phases = format!(
+            "connect+lock {} ms, ship {} ms, activate {} ms",
+            h.ms[0], h.ms[1], h.ms[2]
+        );
+        println!(
+            "{}  {}  {}  sent {} ({} bytes)  [{phases}]",
+            h.host,
+            h.outcome,
+            h.release.as_deref().unwrap_or("-"),
+            h.sent,
+            h.bytes_sent
+        );
+        if let Some(e) = &h.error {
+            eprintln!("{}  error: {e}", h.host);
+            if !h.release_log.is_empty() {
+                eprintln!("{}  the new release's last output:", h.host);
+                for l in &h.release_log {
+                    eprintln!("{}    {l}", h.host);
+                }
+            }
+        }
+    }
+    let sent: u64 = r.hosts.iter().map(|h| h.bytes_sent).sum();
+    println!(
+        "{}: binary {} bytes, sent {sent} bytes in all ({:.2} % of one copy); build {build_ms} ms, deploy {} ms",
+        if r.ok { "deployed" } else { "FAILED" },
+        r.size,
+        sent as f64 * 100.0 / r.size.max(1) as f64,
+        r.total_ms
+    );
+}
+
+/// Default cache of shipped binaries, under the target directory.
+pub fn default_cache(app: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from("target/blargh")
+        .join(app)
+        .join("shipped")
+}

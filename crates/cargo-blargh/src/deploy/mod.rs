@@ -1,0 +1,429 @@
+//! `cargo blargh deploy`: build, check the binary fits each host, lock, ship (nothing when
+//! the host has it, else a delta, else the whole file), run `before_activate`, activate
+//! host by host, roll back the hosts that switched when a later one fails, unlock.
+
+mod ship;
+
+pub use ship::sha256_hex;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use blargh_proto::control::{Activation, AutoRollback, LockRequest, Reply, Request};
+use blargh_ssh::Session;
+use futures_util::future::join_all;
+
+use crate::remote::{ConnectArgs, connect, probe};
+use crate::remote_agent::RemoteAgent;
+
+/// What a deploy needs to know, resolved from the app's config and the command line.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    /// App name on the servers.
+    pub app: String,
+    /// SSH destinations.
+    pub hosts: Vec<String>,
+    /// Non-secret env settings written before activation.
+    pub env: Vec<(String, String)>,
+    /// Run with the new binary before it takes traffic (argv after the binary).
+    pub before_activate: Option<Vec<String>>,
+    /// The agent rolls back by itself if the new release crashes this soon.
+    pub auto_rollback: Option<AutoRollback>,
+    /// A lock left by a crashed deploy expires after this.
+    pub lock_expiry: Duration,
+    /// Activate all hosts at once instead of one at a time.
+    pub parallel: bool,
+    /// Deploy message.
+    pub message: Option<String>,
+    /// The app's version (for the manifest).
+    pub version: Option<String>,
+    /// Git commit, if known.
+    pub git_sha: Option<String>,
+    /// Where shipped binaries are cached locally (delta bases).
+    pub cache_dir: PathBuf,
+}
+
+/// One host's deploy, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostReport {
+    /// `user@host:port`.
+    pub host: String,
+    /// Release id on the host.
+    pub release: Option<String>,
+    /// What was sent: `nothing`, `delta`, `whole`.
+    pub sent: String,
+    /// Bytes that crossed the network for the binary.
+    pub bytes_sent: u64,
+    /// The release that served before.
+    pub previous: Option<String>,
+    /// `activated`, `rolled back`, `failed`, `not activated`.
+    pub outcome: String,
+    /// The error, if this host failed.
+    pub error: Option<String>,
+    /// The failing release's last output lines, if it failed to start.
+    pub release_log: Vec<String>,
+    /// Milliseconds: connect+probe+lock, ship, activate.
+    pub ms: [u64; 3],
+}
+
+/// The whole deploy's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeployReport {
+    /// Every host succeeded.
+    pub ok: bool,
+    /// sha256 of the binary.
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
+    /// Per host, in config order.
+    pub hosts: Vec<HostReport>,
+    /// Milliseconds for the whole deploy (after the build).
+    pub total_ms: u64,
+}
+
+struct Host {
+    session: Session,
+    report: HostReport,
+    t: Instant,
+}
+
+fn agent<'a>(session: &'a Session, app: &str) -> RemoteAgent<'a> {
+    RemoteAgent {
+        session,
+        app: app.to_string(),
+    }
+}
+
+/// `user@machine` of the person or CI deploying.
+pub fn whoami() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{user}@{host}")
+}
+
+/// Deploys `binary` to every host. Never leaves a lock behind; on failure, hosts that had
+/// switched are rolled back.
+pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArgs) -> DeployReport {
+    let t0 = Instant::now();
+    let sha256 = ship::sha256_hex(binary);
+    let by = whoami();
+    // Each deploy holds the lock under its own name, so a lock taken by hand (or another
+    // deploy, even by the same person) refuses it.
+    let holder = format!("{by} (deploy, pid {})", std::process::id());
+    let _ = ship::cache_put(&s.cache_dir, &sha256, binary);
+
+    // Phase 1, all hosts at once: connect, check, lock, ship.
+    let mut tasks = Vec::new();
+    for dest in &s.hosts {
+        tasks.push(prepare(
+            s,
+            dest,
+            binary,
+            &sha256,
+            &by,
+            &holder,
+            connect_args,
+        ));
+    }
+    let prepared: Vec<Result<Host, HostReport>> = join_all(tasks).await;
+    let mut hosts = Vec::new();
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for p in prepared {
+        match p {
+            Ok(h) => hosts.push(h),
+            Err(r) => {
+                failed = true;
+                reports.push(r);
+            }
+        }
+    }
+
+    // Phase 2: activate, one host at a time unless parallel.
+    if !failed {
+        let mut switched: Vec<usize> = Vec::new();
+        if s.parallel {
+            let results = join_all(hosts.iter_mut().map(|h| activate(s, h, &by))).await;
+            for (i, r) in results.into_iter().enumerate() {
+                match r {
+                    Ok(()) => switched.push(i),
+                    Err(()) => failed = true,
+                }
+            }
+        } else {
+            for (i, h) in hosts.iter_mut().enumerate() {
+                match activate(s, h, &by).await {
+                    Ok(()) => switched.push(i),
+                    Err(()) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if failed {
+            for i in switched {
+                let h = &mut hosts[i];
+                let back = match h.report.previous.clone() {
+                    Some(prev) => {
+                        agent(&h.session, &s.app)
+                            .request(
+                                &Request::Rollback {
+                                    id: Some(prev),
+                                    by: Some(format!("{by} (undoing a failed deploy)")),
+                                },
+                                None,
+                            )
+                            .await
+                    }
+                    None => Err("there was no previous release to go back to".into()),
+                };
+                h.report.outcome = match back {
+                    Ok(Reply::Activated(_)) => "rolled back".into(),
+                    Ok(Reply::Error(e)) => format!("rollback FAILED: {}", e.message),
+                    Ok(other) => format!("rollback: unexpected answer {other:?}"),
+                    Err(e) => format!("rollback FAILED: {e}"),
+                };
+            }
+        }
+    }
+
+    // Always unlock what we locked.
+    for h in &hosts {
+        let _ = agent(&h.session, &s.app)
+            .request(
+                &Request::Lock(LockRequest::Release {
+                    holder: holder.clone(),
+                    force: false,
+                }),
+                None,
+            )
+            .await;
+    }
+    for h in hosts {
+        let _ = h.session.close().await;
+        reports.push(h.report);
+    }
+    reports.sort_by_key(|r| {
+        s.hosts
+            .iter()
+            .position(|d| r.host.contains(d.as_str()))
+            .unwrap_or(0)
+    });
+    DeployReport {
+        ok: !failed,
+        sha256,
+        size: binary.len() as u64,
+        hosts: reports,
+        total_ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+fn failed_report(host: &str, error: String) -> HostReport {
+    HostReport {
+        host: host.to_string(),
+        release: None,
+        sent: "nothing".into(),
+        bytes_sent: 0,
+        previous: None,
+        outcome: "failed".into(),
+        error: Some(error),
+        release_log: Vec::new(),
+        ms: [0; 3],
+    }
+}
+
+async fn prepare(
+    s: &DeploySettings,
+    dest: &str,
+    binary: &[u8],
+    sha256: &str,
+    by: &str,
+    holder: &str,
+    connect_args: &ConnectArgs,
+) -> Result<Host, HostReport> {
+    let t = Instant::now();
+    let session = connect(dest, connect_args)
+        .await
+        .map_err(|e| failed_report(dest, e))?;
+    let name = format!("{}@{}", session.host().user, session.host().display_addr());
+    let fail = |e: String| failed_report(&name, e);
+    let platform = probe(&session).await.map_err(fail)?;
+    let reqs = blargh_platform::binary_requirements(binary)
+        .map_err(|e| fail(format!("the release binary: {e}")))?;
+    blargh_platform::check_fit(&reqs, &platform).map_err(|e| {
+        fail(format!(
+            "the release binary cannot run on {name} ({platform}): {e}; nothing was sent"
+        ))
+    })?;
+    let mut host = Host {
+        session,
+        report: HostReport {
+            host: name.clone(),
+            release: None,
+            sent: "nothing".into(),
+            bytes_sent: 0,
+            previous: None,
+            outcome: "not activated".into(),
+            error: None,
+            release_log: Vec::new(),
+            ms: [0; 3],
+        },
+        t,
+    };
+    let ra = agent(&host.session, &s.app);
+    let lock = Request::Lock(LockRequest::Acquire {
+        holder: holder.to_string(),
+        message: s
+            .message
+            .clone()
+            .unwrap_or_else(|| "cargo blargh deploy".into()),
+        ttl_s: s.lock_expiry.as_secs().max(1),
+        force: false,
+    });
+    match ra.request(&lock, None).await {
+        Ok(Reply::Lock { .. }) => {}
+        Ok(Reply::Error(e)) => return Err(fail(format!("{name}: {}", e.message))),
+        Ok(other) => return Err(fail(format!("{name}: unexpected answer {other:?}"))),
+        Err(e) => return Err(fail(e)),
+    }
+    host.report.ms[0] = host.t.elapsed().as_millis() as u64;
+    let t1 = Instant::now();
+    let shipped = ship::ship(&ra, s, binary, sha256, by).await;
+    match shipped {
+        Ok(sh) => {
+            host.report.release = Some(sh.release);
+            host.report.sent = sh.method.into();
+            host.report.bytes_sent = sh.bytes;
+            host.report.previous = sh.current;
+        }
+        Err(e) => {
+            let _ = ra
+                .request(
+                    &Request::Lock(LockRequest::Release {
+                        holder: holder.to_string(),
+                        force: false,
+                    }),
+                    None,
+                )
+                .await;
+            return Err(fail(e));
+        }
+    }
+    host.report.ms[1] = t1.elapsed().as_millis() as u64;
+    Ok(host)
+}
+
+async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> {
+    let t = Instant::now();
+    let id = h.report.release.clone().expect("shipped");
+    let ra = agent(&h.session, &s.app);
+    let fail = |report: &mut HostReport, e: String, log: Vec<String>| {
+        report.outcome = "failed".into();
+        report.error = Some(e);
+        report.release_log = log;
+    };
+    for (k, v) in &s.env {
+        let req = Request::EnvSet {
+            key: k.clone(),
+            value: v.clone(),
+            by: Some(by.to_string()),
+            restart: false,
+        };
+        match ra.request(&req, None).await {
+            Ok(Reply::Env { .. }) => {}
+            Ok(Reply::Error(e)) => {
+                fail(&mut h.report, format!("setting {k}: {}", e.message), vec![]);
+                return Err(());
+            }
+            other => {
+                fail(&mut h.report, format!("setting {k}: {other:?}"), vec![]);
+                return Err(());
+            }
+        }
+    }
+    if let Some(args) = &s.before_activate {
+        let req = Request::Exec {
+            release: Some(id.clone()),
+            args: args.clone(),
+            timeout_s: 300,
+            by: Some(by.to_string()),
+        };
+        match ra.request(&req, None).await {
+            Ok(Reply::Exec {
+                status: Some(0), ..
+            }) => {}
+            Ok(Reply::Exec {
+                status,
+                stdout,
+                stderr,
+            }) => {
+                let log: Vec<String> = stdout
+                    .lines()
+                    .chain(stderr.lines())
+                    .map(str::to_string)
+                    .collect();
+                let how = status
+                    .map(|c| format!("exited with {c}"))
+                    .unwrap_or("was killed".into());
+                fail(
+                    &mut h.report,
+                    format!(
+                        "before_activate {args:?} {how}; the new release was not activated, the old one keeps serving"
+                    ),
+                    log,
+                );
+                return Err(());
+            }
+            Ok(Reply::Error(e)) => {
+                fail(
+                    &mut h.report,
+                    format!("before_activate: {}", e.message),
+                    vec![],
+                );
+                return Err(());
+            }
+            other => {
+                fail(&mut h.report, format!("before_activate: {other:?}"), vec![]);
+                return Err(());
+            }
+        }
+    }
+    let req = Request::Activate {
+        id: id.clone(),
+        by: Some(by.to_string()),
+        auto_rollback: s.auto_rollback,
+        message: s.message.clone(),
+    };
+    let result = ra.request(&req, None).await;
+    h.report.ms[2] = t.elapsed().as_millis() as u64;
+    match result {
+        Ok(Reply::Activated(Activation { previous, .. })) => {
+            h.report.outcome = "activated".into();
+            if h.report.previous.is_none() {
+                h.report.previous = previous;
+            }
+            Ok(())
+        }
+        Ok(Reply::Error(e)) => {
+            fail(&mut h.report, e.message, e.release_log);
+            Err(())
+        }
+        Ok(other) => {
+            fail(
+                &mut h.report,
+                format!("unexpected answer {other:?}"),
+                vec![],
+            );
+            Err(())
+        }
+        Err(e) => {
+            fail(&mut h.report, e, vec![]);
+            Err(())
+        }
+    }
+}

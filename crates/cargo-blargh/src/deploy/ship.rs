@@ -1,0 +1,120 @@
+//! Getting the release binary onto a host with as few bytes as possible: nothing when the
+//! host has that sha256, a delta against its current release when this machine still has
+//! that release's bytes (cached by earlier deploys), else the whole file compressed.
+
+use std::path::Path;
+
+use blargh_proto::control::{Encoding, Reply, Request};
+use blargh_proto::manifest::ReleaseMeta;
+use sha2::{Digest, Sha256};
+
+use super::DeploySettings;
+use crate::remote_agent::RemoteAgent;
+
+/// What was shipped to a host.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    /// The release id on the host.
+    pub release: String,
+    /// `nothing`, `delta` or `whole`.
+    pub method: &'static str,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// The host's current release before this deploy.
+    pub current: Option<String>,
+}
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Keeps a copy of a shipped binary as a future delta base (the newest few only).
+pub fn cache_put(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(sha256);
+    if !path.exists() {
+        let tmp = dir.join(format!(".{sha256}.tmp"));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(tmp, &path)?;
+    }
+    // Keep the 4 newest.
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort();
+    let n = entries.len();
+    for (_, p) in entries.into_iter().take(n.saturating_sub(4)) {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+/// Ships `binary` to the agent `ra` (see the module doc).
+pub async fn ship(
+    ra: &RemoteAgent<'_>,
+    s: &DeploySettings,
+    binary: &[u8],
+    sha256: &str,
+    by: &str,
+) -> Result<Shipped, String> {
+    let status = match ra.request(&Request::Status, None).await? {
+        Reply::Status(st) => st,
+        Reply::Error(e) => return Err(e.message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    let current = status.current.as_ref().map(|m| m.id.clone());
+    let releases = match ra.request(&Request::Releases, None).await? {
+        Reply::Releases { releases } => releases,
+        Reply::Error(e) => return Err(e.message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    if let Some(r) = releases.iter().find(|r| r.manifest.sha256 == sha256) {
+        return Ok(Shipped {
+            release: r.manifest.id.clone(),
+            method: "nothing",
+            bytes: 0,
+            current,
+        });
+    }
+    let base = status
+        .current
+        .as_ref()
+        .and_then(|m| std::fs::read(s.cache_dir.join(&m.sha256)).ok())
+        .filter(|b| {
+            sha256_hex(b)
+                == status
+                    .current
+                    .as_ref()
+                    .map(|m| m.sha256.as_str())
+                    .unwrap_or("")
+        });
+    let (frame, method) = match &base {
+        Some(b) => (blargh_delta::encode_delta(b, binary), "delta"),
+        None => (blargh_delta::encode_whole(binary), "whole"),
+    };
+    let req = Request::Receive {
+        sha256: sha256.to_string(),
+        size: frame.len() as u64,
+        meta: ReleaseMeta {
+            version: s.version.clone(),
+            git_sha: s.git_sha.clone(),
+            built_at: None,
+            deployed_by: Some(by.to_string()),
+            message: s.message.clone(),
+        },
+        encoding: Encoding::Frame,
+    };
+    match ra.request(&req, Some(&frame)).await? {
+        Reply::Received { release, .. } => Ok(Shipped {
+            release: release.id,
+            method,
+            bytes: frame.len() as u64,
+            current,
+        }),
+        Reply::Error(e) => Err(e.message),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
