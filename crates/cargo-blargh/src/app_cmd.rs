@@ -23,6 +23,10 @@ pub struct Target {
     pub settings: DeploySettings,
     /// Cargo package and binary to build, when building.
     pub build: Option<(std::path::PathBuf, String, String, Option<String>)>,
+    /// known_hosts lines pinned in the config (used when no other source is given).
+    pub known_hosts: Vec<String>,
+    /// How to connect: the flags, completed from the config.
+    pub connect: crate::remote::ConnectArgs,
 }
 
 /// Resolves which app on which hosts: the flags win over `[package.metadata.blargh]`.
@@ -40,6 +44,19 @@ pub fn resolve(a: &AppArgs) -> Result<Target, String> {
     if !a.hosts.is_empty() {
         t.hosts = a.hosts.clone();
         t.settings.hosts = a.hosts.clone();
+    }
+    t.connect = a.connect.clone();
+    if !t.known_hosts.is_empty()
+        && t.connect.known_hosts.is_none()
+        && std::env::var_os("BLARGH_KNOWN_HOSTS").is_none()
+    {
+        let path = std::path::PathBuf::from("target/blargh")
+            .join(&t.app)
+            .join("known_hosts");
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .and_then(|()| std::fs::write(&path, t.known_hosts.join("\n") + "\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        t.connect.known_hosts = Some(path);
     }
     if t.hosts.is_empty() {
         return Err(format!(
@@ -221,7 +238,12 @@ async fn each_host(a: &AppArgs, req: Request) -> i32 {
             return 2;
         }
     };
-    let answers = join_all(t.hosts.iter().map(|h| one_host(h, &t.app, a, &req))).await;
+    let answers = join_all(
+        t.hosts
+            .iter()
+            .map(|h| one_host(h, &t.app, &t.connect, &req)),
+    )
+    .await;
     let mut code = 0;
     let mut json = Vec::new();
     for (host, answer) in t.hosts.iter().zip(answers) {
@@ -274,7 +296,7 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
     };
     let mut sessions = Vec::new();
     for h in &t.hosts {
-        match connect(h, &a.connect).await {
+        match connect(h, &t.connect).await {
             Ok(s) => sessions.push((h.clone(), s, None::<String>)),
             Err(e) => {
                 eprintln!("{h}  error: {e}");
@@ -327,8 +349,13 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
     }
 }
 
-async fn one_host(host: &str, app: &str, a: &AppArgs, req: &Request) -> Result<Reply, String> {
-    let session = connect(host, &a.connect).await?;
+async fn one_host(
+    host: &str,
+    app: &str,
+    connect_args: &crate::remote::ConnectArgs,
+    req: &Request,
+) -> Result<Reply, String> {
+    let session = connect(host, connect_args).await?;
     let ra = RemoteAgent {
         session: &session,
         app: app.to_string(),
@@ -348,6 +375,37 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
     };
     t.settings.message = a.message.clone();
     t.settings.parallel |= a.parallel;
+    let app_dir = match &t.build {
+        Some((dir, ..)) => dir.clone(),
+        None => std::path::PathBuf::from("."),
+    };
+    let mut hook_env = vec![
+        ("BLARGH_APP".to_string(), t.app.clone()),
+        ("BLARGH_HOSTS".to_string(), t.hosts.join(",")),
+        ("BLARGH_PERFORMER".to_string(), whoami()),
+        (
+            "BLARGH_MESSAGE".to_string(),
+            a.message.clone().unwrap_or_default(),
+        ),
+        (
+            "BLARGH_VERSION".to_string(),
+            t.settings.version.clone().unwrap_or_default(),
+        ),
+        (
+            "BLARGH_GIT_SHA".to_string(),
+            t.settings.git_sha.clone().unwrap_or_default(),
+        ),
+        (
+            "BLARGH_DESTINATION".to_string(),
+            a.app.destination.clone().unwrap_or_default(),
+        ),
+    ];
+    if !a.dry_run
+        && let Err(e) = crate::hooks::run(&app_dir, "pre-build", &hook_env)
+    {
+        eprintln!("error: {e}; the deploy was stopped before the build");
+        return 1;
+    }
     let t_build = std::time::Instant::now();
     let path = match (&a.binary, &t.build) {
         (Some(p), _) => p.clone(),
@@ -401,8 +459,30 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         );
         return 0;
     }
-    let report = deploy(&t.settings, &binary, &a.app.connect).await;
+    hook_env.push(("BLARGH_SHA256".into(), crate::deploy::sha256_hex(&binary)));
+    if let Err(e) = crate::hooks::run(&app_dir, "pre-deploy", &hook_env) {
+        eprintln!("error: {e}; nothing was sent to the servers");
+        return 1;
+    }
+    let report = deploy(&t.settings, &binary, &t.connect).await;
     print_report(&report, build_ms, a.app.json);
+    hook_env.push((
+        "BLARGH_RESULT".into(),
+        if report.ok { "ok" } else { "failed" }.into(),
+    ));
+    hook_env.push(("BLARGH_RUNTIME_MS".into(), report.total_ms.to_string()));
+    hook_env.push((
+        "BLARGH_BYTES_SENT".into(),
+        report
+            .hosts
+            .iter()
+            .map(|h| h.bytes_sent)
+            .sum::<u64>()
+            .to_string(),
+    ));
+    if let Err(e) = crate::hooks::run(&app_dir, "post-deploy", &hook_env) {
+        eprintln!("warning: {e}");
+    }
     if report.ok { 0 } else { 1 }
 }
 

@@ -36,6 +36,8 @@ pub fn from_manifest(
             hosts: Vec::new(),
             settings,
             build: None,
+            known_hosts: Vec::new(),
+            connect: Default::default(),
         });
     }
     let dir = manifest
@@ -58,6 +60,8 @@ pub fn from_manifest(
                 hosts: Vec::new(),
                 build: Some((dir, name.clone(), name, None)),
                 settings,
+                known_hosts: Vec::new(),
+                connect: Default::default(),
             });
         }
         Err(e) => return Err(e.to_string()),
@@ -85,6 +89,8 @@ pub fn from_manifest(
         hosts: cfg.hosts.clone(),
         settings,
         build: Some((dir, cfg.package.clone(), bin, cfg.target.clone())),
+        known_hosts: cfg.known_hosts.clone(),
+        connect: Default::default(),
     })
 }
 

@@ -7,6 +7,7 @@ mod build;
 mod cli;
 mod config;
 mod deploy;
+mod hooks;
 mod output;
 mod remote;
 mod remote_agent;

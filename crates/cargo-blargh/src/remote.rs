@@ -11,7 +11,7 @@ use blargh_ssh::{ConnectOptions, Destination, HostKeyPolicy, Session};
 use clap::Args;
 
 /// How to connect: flags shared by every command that reaches a server.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ConnectArgs {
     /// A private key to try first (like `ssh -i`).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]

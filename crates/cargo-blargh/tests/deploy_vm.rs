@@ -193,6 +193,54 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(out.contains("activated"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v2 "));
 
+    // Two deploys at once: one holds the lock, the other is refused with its holder.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| c.deploy(&v1, "racer one"));
+        let b = scope.spawn(|| c.deploy(&v3, "racer two"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let refused: Vec<&Output> = [&a, &b]
+        .into_iter()
+        .filter(|o| !o.status.success())
+        .collect();
+    assert!(refused.len() <= 1, "at least one deploy goes through");
+    if let Some(r) = refused.first() {
+        assert!(
+            text(r).contains("held by") && text(r).contains("racer"),
+            "{}",
+            text(r)
+        );
+    }
+
+    // Hooks: a failing pre-deploy hook stops the deploy before anything is sent;
+    // post-deploy learns the result.
+    let hooks = c.dir.path().join(".blargh/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let write_hook = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = hooks.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_hook("pre-deploy", "echo 'not on a Friday' >&2; exit 1");
+    write_hook(
+        "post-deploy",
+        "echo \"$BLARGH_RESULT $BLARGH_APP\" > post-deploy.out",
+    );
+    let out = c.deploy(&v1, "stopped by a hook");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not on a Friday") && text(&out).contains("nothing was sent"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(hooks.join("pre-deploy")).unwrap();
+    ok(&c.deploy(&v1, "after the hooks"));
+    assert_eq!(
+        std::fs::read_to_string(c.dir.path().join("post-deploy.out")).unwrap(),
+        "ok hello\n"
+    );
+
     let releases = ok(&c.run(&["releases"], None));
     assert!(releases.contains("one literal changed"), "{releases}");
     let audit = ok(&c.run(&["audit", "-n", "100"], None));
@@ -203,5 +251,82 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(
         audit.contains("env_set") && audit.contains("HELLO_GREETING"),
         "{audit}"
+    );
+}
+
+#[test]
+fn a_host_that_fails_rolls_back_the_hosts_that_switched() {
+    if skip_vm_tests("a_host_that_fails_rolls_back_the_hosts_that_switched") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v2 = hello::build("v2", Profile::Debug).unwrap();
+    let first = Vm::boot(Init::Systemd).unwrap();
+    let second = Vm::boot(Init::Systemd).unwrap();
+    let cli1 = Cli::for_vm(BIN, &first).unwrap();
+    let cli2 = Cli::for_vm(BIN, &second).unwrap();
+    ok(&cli1.run("seed", "admin", &["--app", "hello"]).unwrap());
+    ok(&cli2
+        .run(
+            "seed",
+            "admin",
+            &["--app", "hello", "--ready-timeout", "5s"],
+        )
+        .unwrap());
+    // Both hosts in one known_hosts file, as a developer's would be.
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!(
+            "{}\n{}\n",
+            first.known_hosts_line().unwrap(),
+            second.known_hosts_line().unwrap()
+        ),
+    )
+    .unwrap();
+    let deploy = |binary: &Path| {
+        let (h1, h2) = (cli1.destination("admin"), cli2.destination("admin"));
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args([
+            "deploy", "--app", "hello", "--host", &h1, "--host", &h2, "--binary",
+        ])
+        .arg(binary)
+        .args(["-i", first.key_path().to_str().unwrap(), "--known-hosts"])
+        .arg(&known)
+        .args(["--ssh-config", "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .current_dir(dir.path());
+        cmd.output().unwrap()
+    };
+    let out = ok(&deploy(&v1));
+    assert_eq!(out.matches("activated").count(), 2, "{out}");
+    // v2 never becomes ready on the second host only.
+    second
+        .ssh_ok("echo HELLO_HANG_IN_VERSION=v2 >> /var/lib/blargh/hello/env")
+        .unwrap();
+    let out = deploy(&v2);
+    let shown = text(&out);
+    eprintln!("{shown}");
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("rolled back"),
+        "the first host was rolled back:\n{shown}"
+    );
+    assert!(shown.contains("did not signal readiness"), "{shown}");
+    assert!(
+        shown.contains("waiting for a database that never answers"),
+        "the release's output:\n{shown}"
+    );
+    assert!(
+        body(&first, "/").starts_with("hello from v1 "),
+        "{}",
+        body(&first, "/")
+    );
+    assert!(
+        body(&second, "/").starts_with("hello from v1 "),
+        "{}",
+        body(&second, "/")
     );
 }

@@ -10,7 +10,8 @@
 //! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
-//! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set.
+//! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set;
+//! `HELLO_HANG_IN_VERSION=v2` makes that build never become ready.
 
 use std::time::Duration;
 
@@ -81,6 +82,10 @@ fn env_ms(name: &str) -> Option<u64> {
 async fn main() -> std::io::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         return migrate();
+    }
+    if std::env::var("HELLO_HANG_IN_VERSION").is_ok_and(|v| v == VERSION) {
+        println!("hello {VERSION}: waiting for a database that never answers");
+        std::future::pending::<()>().await;
     }
     let warmup = env_ms("HELLO_WARMUP_MS").unwrap_or(0);
     println!("hello {VERSION} starting (warm-up {warmup} ms)");
