@@ -29,10 +29,13 @@ struct Ctx {
 }
 
 /// Runs every benchmark; `--seconds N` sets each load phase's length (default 8).
-/// `cargo xtask bench seed` times seeding a systemd VM instead.
+/// `cargo xtask bench seed` times seeding a systemd VM instead; `cargo xtask bench deploy`
+/// compares deploys with scp + systemctl restart on one.
 pub fn run(args: &[String]) -> Result<(), String> {
-    if args.first().map(String::as_str) == Some("seed") {
-        return crate::bench_seed::run();
+    match args.first().map(String::as_str) {
+        Some("seed") => return crate::bench_seed::run(),
+        Some("deploy") => return crate::bench_deploy::run(),
+        _ => {}
     }
     let secs = match args {
         [flag, n] if flag == "--seconds" => n

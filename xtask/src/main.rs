@@ -5,6 +5,7 @@
 //! - `demo`: show a zero-downtime switch on this machine.
 
 mod bench;
+mod bench_deploy;
 mod bench_seed;
 mod demo;
 mod prereqs;
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("prereqs") => prereqs::ensure(),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed` times a seed\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };

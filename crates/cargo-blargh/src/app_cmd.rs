@@ -375,6 +375,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
     };
     t.settings.message = a.message.clone();
     t.settings.parallel |= a.parallel;
+    t.settings.progress = !a.app.json && std::io::stderr().is_terminal();
     let app_dir = match &t.build {
         Some((dir, ..)) => dir.clone(),
         None => std::path::PathBuf::from("."),

@@ -29,6 +29,7 @@ pub fn from_manifest(
         version: None,
         git_sha: git_sha(manifest),
         cache_dir: default_cache("app"),
+        progress: false,
     };
     if !manifest.exists() && destination.is_none() {
         return Ok(Target {

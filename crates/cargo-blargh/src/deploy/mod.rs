@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use blargh_proto::control::{Activation, AutoRollback, LockRequest, Reply, Request};
 use blargh_ssh::Session;
 use futures_util::future::join_all;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::remote::{ConnectArgs, connect, probe};
 use crate::remote_agent::RemoteAgent;
@@ -41,6 +42,8 @@ pub struct DeploySettings {
     pub git_sha: Option<String>,
     /// Where shipped binaries are cached locally (delta bases).
     pub cache_dir: PathBuf,
+    /// Show a progress line per host on stderr (a terminal, not --json).
+    pub progress: bool,
 }
 
 /// One host's deploy, as reported.
@@ -85,6 +88,19 @@ struct Host {
     session: Session,
     report: HostReport,
     t: Instant,
+    bar: ProgressBar,
+}
+
+/// One spinner line per host, updated as the deploy goes through its phases.
+fn host_bar(mp: &MultiProgress, dest: &str) -> ProgressBar {
+    let bar = mp.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix}  {msg} ({elapsed})")
+            .expect("valid template"),
+    );
+    bar.set_prefix(dest.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 fn agent<'a>(session: &'a Session, app: &str) -> RemoteAgent<'a> {
@@ -116,18 +132,21 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
     let holder = format!("{by} (deploy, pid {})", std::process::id());
     let _ = ship::cache_put(&s.cache_dir, &sha256, binary);
 
+    let mp = MultiProgress::with_draw_target(if s.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     // Phase 1, all hosts at once: connect, check, lock, ship.
     let mut tasks = Vec::new();
     for dest in &s.hosts {
-        tasks.push(prepare(
-            s,
-            dest,
-            binary,
-            &sha256,
-            &by,
-            &holder,
-            connect_args,
-        ));
+        let bar = host_bar(&mp, dest);
+        let who = Who {
+            sha256: &sha256,
+            by: &by,
+            holder: &holder,
+        };
+        tasks.push(prepare(s, dest, binary, who, connect_args, bar));
     }
     let prepared: Vec<Result<Host, HostReport>> = join_all(tasks).await;
     let mut hosts = Vec::new();
@@ -205,9 +224,11 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
             .await;
     }
     for h in hosts {
+        h.bar.finish_and_clear();
         let _ = h.session.close().await;
         reports.push(h.report);
     }
+    let _ = mp.clear();
     reports.sort_by_key(|r| {
         s.hosts
             .iter()
@@ -237,21 +258,35 @@ fn failed_report(host: &str, error: String) -> HostReport {
     }
 }
 
+/// Who deploys what: the binary's sha256, the person, and the lock holder name.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    sha256: &'a str,
+    by: &'a str,
+    holder: &'a str,
+}
+
 async fn prepare(
     s: &DeploySettings,
     dest: &str,
     binary: &[u8],
-    sha256: &str,
-    by: &str,
-    holder: &str,
+    who: Who<'_>,
     connect_args: &ConnectArgs,
+    bar: ProgressBar,
 ) -> Result<Host, HostReport> {
+    let Who { sha256, by, holder } = who;
     let t = Instant::now();
-    let session = connect(dest, connect_args)
-        .await
-        .map_err(|e| failed_report(dest, e))?;
+    bar.set_message("connecting");
+    let session = connect(dest, connect_args).await.map_err(|e| {
+        bar.finish_and_clear();
+        failed_report(dest, e)
+    })?;
     let name = format!("{}@{}", session.host().user, session.host().display_addr());
-    let fail = |e: String| failed_report(&name, e);
+    let fail = |e: String| {
+        bar.finish_and_clear();
+        failed_report(&name, e)
+    };
+    bar.set_message("checking the host");
     let platform = probe(&session).await.map_err(fail)?;
     let reqs = blargh_platform::binary_requirements(binary)
         .map_err(|e| fail(format!("the release binary: {e}")))?;
@@ -274,7 +309,9 @@ async fn prepare(
             ms: [0; 3],
         },
         t,
+        bar: bar.clone(),
     };
+    bar.set_message("taking the deploy lock");
     let ra = agent(&host.session, &s.app);
     let lock = Request::Lock(LockRequest::Acquire {
         holder: holder.to_string(),
@@ -293,6 +330,7 @@ async fn prepare(
     }
     host.report.ms[0] = host.t.elapsed().as_millis() as u64;
     let t1 = Instant::now();
+    bar.set_message("shipping the release (nothing, a delta, or the whole file)");
     let shipped = ship::ship(&ra, s, binary, sha256, by).await;
     match shipped {
         Ok(sh) => {
@@ -315,11 +353,17 @@ async fn prepare(
         }
     }
     host.report.ms[1] = t1.elapsed().as_millis() as u64;
+    bar.set_message(format!(
+        "shipped {} ({} bytes); waiting to activate",
+        host.report.sent, host.report.bytes_sent
+    ));
     Ok(host)
 }
 
 async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> {
     let t = Instant::now();
+    h.bar
+        .set_message("activating: starting the new release beside the old one");
     let id = h.report.release.clone().expect("shipped");
     let ra = agent(&h.session, &s.app);
     let fail = |report: &mut HostReport, e: String, log: Vec<String>| {
