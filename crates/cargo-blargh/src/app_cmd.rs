@@ -40,10 +40,17 @@ pub fn resolve(a: &AppArgs) -> Result<Target, String> {
         blargh_seed::seed_plan::check_app_name(app).map_err(|e| format!("--app {e}"))?;
         t.app = app.clone();
         t.settings.app = app.clone();
+        t.settings.cache_dir = default_cache(app);
     }
     if !a.hosts.is_empty() {
         t.hosts = a.hosts.clone();
         t.settings.hosts = a.hosts.clone();
+    }
+    if t.app.is_empty() {
+        return Err(format!(
+            "which app? {} has no [package]: pass --app NAME, or run in the app's directory",
+            a.manifest_path.display()
+        ));
     }
     t.connect = a.connect.clone();
     if !t.known_hosts.is_empty()

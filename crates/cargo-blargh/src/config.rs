@@ -52,14 +52,26 @@ pub fn from_manifest(
     settings.version = version;
     let cfg = match blargh_config::parse(&text, manifest, destination) {
         Ok(cfg) => cfg,
-        Err(e) if flag_hosts && matches!(e.kind(), blargh_config::ErrorKind::NoSection) => {
-            let app = name.to_lowercase();
+        // No blargh section (or a workspace's root manifest): the flags say everything.
+        Err(e)
+            if flag_hosts
+                && matches!(
+                    e.kind(),
+                    blargh_config::ErrorKind::NoSection | blargh_config::ErrorKind::NoPackage
+                ) =>
+        {
+            let package = matches!(e.kind(), blargh_config::ErrorKind::NoSection);
+            let app = if package {
+                name.to_lowercase()
+            } else {
+                String::new()
+            };
             settings.app = app.clone();
             settings.cache_dir = default_cache(&app);
             return Ok(Target {
                 app,
                 hosts: Vec::new(),
-                build: Some((dir, name.clone(), name, None)),
+                build: package.then(|| (dir, name.clone(), name, None)),
                 settings,
                 known_hosts: Vec::new(),
                 connect: Default::default(),
