@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use test_support::agent::{AgentOptions, TestAgent, free_port};
-use test_support::hello::{self, Profile, workspace_root};
+use test_support::hello::Profile;
 use test_support::http;
 use test_support::load::{Wrk, WrkReport};
 
@@ -45,18 +45,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask bench [--seconds N]".into()),
     };
     crate::prereqs::ensure()?;
-    eprintln!("bench: building release binaries");
-    crate::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--release", "-p", "cargo-blargh"]),
-    )?;
-    let ctx = Ctx {
-        bin: workspace_root().join("target/release/cargo-blargh"),
-        v1: hello::build("v1", Profile::Release).map_err(|e| e.to_string())?,
-        v2: hello::build("v2", Profile::Release).map_err(|e| e.to_string())?,
-        secs,
-    };
+    let (bin, v1, v2) = crate::build_all(Profile::Release)?;
+    let ctx = Ctx { bin, v1, v2, secs };
     let machine = machine();
     println!(
         "# blargh benchmarks\n\nmachine: {machine}\nload: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {secs} s per phase; examples/hello built --release\n"

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use test_support::hello::{self, Profile, workspace_root};
+use test_support::hello::Profile;
 use test_support::load::{Wrk, WrkReport};
 use test_support::remote::{Cli, text};
 use test_support::vm::{Init, Vm};
@@ -23,14 +23,7 @@ struct Row {
 /// Runs the deploy benchmark.
 pub fn run() -> Result<(), String> {
     crate::prereqs::ensure()?;
-    crate::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--release", "-p", "cargo-blargh"]),
-    )?;
-    let bin = workspace_root().join("target/release/cargo-blargh");
-    let v1 = hello::build("v1", Profile::Release).map_err(|e| e.to_string())?;
-    let v2 = hello::build("v2", Profile::Release).map_err(|e| e.to_string())?;
+    let (bin, v1, v2) = crate::build_all(Profile::Release)?;
     let size = std::fs::metadata(&v1).map_err(|e| e.to_string())?.len();
     let vm = Vm::boot(Init::Systemd).map_err(|e| e.to_string())?;
     let cli = Cli::for_vm(&bin, &vm).map_err(|e| e.to_string())?;

@@ -2,22 +2,15 @@
 //! connect to the agent answering (the VM's boot excluded), a second (no-op) seed and a dry
 //! run, and how many packages it installed (goal: under 10 s, zero packages).
 
-use std::process::Command;
 use std::time::Instant;
 
-use test_support::hello::workspace_root;
 use test_support::remote::{Cli, text};
 use test_support::vm::{Init, Vm};
 
 /// Runs the seed benchmark.
 pub fn run() -> Result<(), String> {
     crate::prereqs::ensure()?;
-    crate::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--release", "-p", "cargo-blargh"]),
-    )?;
-    let bin = workspace_root().join("target/release/cargo-blargh");
+    let (bin, _, _) = crate::build_all(test_support::hello::Profile::Release)?;
     let size = std::fs::metadata(&bin).map_err(|e| e.to_string())?.len();
     let vm = Vm::boot(Init::Systemd).map_err(|e| e.to_string())?;
     let cli = Cli::for_vm(&bin, &vm).map_err(|e| e.to_string())?;

@@ -6,11 +6,10 @@
 //! `cargo xtask demo --local` does the switch with an agent on this machine instead (half
 //! a minute, no VM).
 
-use std::process::Command;
 use std::time::Duration;
 
 use test_support::agent::{AgentOptions, TestAgent};
-use test_support::hello::{self, Profile, workspace_root};
+use test_support::hello::Profile;
 use test_support::http;
 use test_support::load::Wrk;
 
@@ -26,15 +25,7 @@ fn vm() -> Result<(), String> {
     use test_support::remote::{Cli, text};
     use test_support::vm::{Init, Vm};
     crate::prereqs::ensure()?;
-    eprintln!("demo: building cargo-blargh and two releases of examples/hello (v1, v2)");
-    crate::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", "cargo-blargh"]),
-    )?;
-    let bin = workspace_root().join("target/debug/cargo-blargh");
-    let v1 = hello::build("v1", Profile::Debug).map_err(|e| e.to_string())?;
-    let v2 = hello::build("v2", Profile::Debug).map_err(|e| e.to_string())?;
+    let (bin, v1, v2) = crate::build_all(Profile::Debug)?;
     eprintln!("demo: booting a Debian 12 server (systemd) under QEMU …");
     let vm = Vm::boot(Init::Systemd).map_err(|e| e.to_string())?;
     println!(
@@ -106,15 +97,7 @@ fn vm() -> Result<(), String> {
 
 fn local() -> Result<(), String> {
     crate::prereqs::ensure()?;
-    eprintln!("demo: building cargo-blargh and two releases of examples/hello (v1, v2)");
-    crate::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", "cargo-blargh"]),
-    )?;
-    let bin = workspace_root().join("target/debug/cargo-blargh");
-    let v1 = hello::build("v1", Profile::Debug).map_err(|e| e.to_string())?;
-    let v2 = hello::build("v2", Profile::Debug).map_err(|e| e.to_string())?;
+    let (bin, v1, v2) = crate::build_all(Profile::Debug)?;
 
     let agent = TestAgent::start(&bin, AgentOptions::default());
     let port = agent.port();

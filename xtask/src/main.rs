@@ -44,6 +44,34 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(extra))
 }
 
+/// Builds `cargo-blargh` and two releases of examples/hello (v1, v2) with `profile`;
+/// returns (cargo-blargh, hello v1, hello v2).
+pub fn build_all(
+    profile: test_support::hello::Profile,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf), String> {
+    use test_support::hello::{self, Profile};
+    eprintln!("xtask: building cargo-blargh and two releases of examples/hello (v1, v2)");
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", "cargo-blargh"]);
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    let dir = if profile == Profile::Release {
+        "release"
+    } else {
+        "debug"
+    };
+    let bin = workspace_root()
+        .join("target")
+        .join(dir)
+        .join("cargo-blargh");
+    let v1 = hello::build("v1", profile).map_err(|e| e.to_string())?;
+    let v2 = hello::build("v2", profile).map_err(|e| e.to_string())?;
+    Ok((bin, v1, v2))
+}
+
 /// The cargo that runs us.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
