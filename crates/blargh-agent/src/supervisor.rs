@@ -242,10 +242,11 @@ impl Supervisor {
             .await
             .map_err(|e| format!("reading the upload: {e}"))?;
         if (frame.len() as u64) < size {
-            return Err(format!(
-                "the upload was cut short: {} of {size} bytes arrived; nothing was stored, send it again",
-                frame.len()
-            ));
+            return Err(crate::store::ReceiveError::Truncated {
+                got: frame.len() as u64,
+                expected: size,
+            }
+            .to_string());
         }
         let info = blargh_delta::frame_info(&frame).map_err(|e| e.to_string())?;
         let base = match info.base {
