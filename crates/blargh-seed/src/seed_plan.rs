@@ -22,6 +22,8 @@ pub struct SeedSpec {
     pub drain_timeout_s: u64,
     /// Seconds a new release may take to become ready.
     pub ready_timeout_s: u64,
+    /// Releases kept on disk (≥ 2).
+    pub keep_releases: u32,
 }
 
 /// Where an app lives on the host.
@@ -61,6 +63,7 @@ pub fn service(spec: &SeedSpec) -> AgentService {
         listen: spec.listen.clone(),
         drain_timeout_s: spec.drain_timeout_s,
         ready_timeout_s: spec.ready_timeout_s,
+        keep_releases: spec.keep_releases,
     }
 }
 
@@ -181,6 +184,7 @@ mod tests {
             agent: Content::new(vec![0x7f, b'E', b'L', b'F'], "agent executable"),
             drain_timeout_s: 30,
             ready_timeout_s: 60,
+            keep_releases: 7,
         }
     }
 
@@ -249,6 +253,11 @@ mod tests {
             "the agent already is the app's user"
         );
         assert!(unit.contains("ReadWritePaths=/var/lib/blargh/shop"));
+        assert!(
+            unit.contains("--drain-timeout 30s --ready-timeout 60s --keep-releases 7"),
+            "the configured timeouts and retention reach the agent: {unit}"
+        );
+        assert!(OpenRc::script(&s).contains("--keep-releases 7"));
     }
 
     #[test]

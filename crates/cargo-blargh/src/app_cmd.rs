@@ -8,69 +8,23 @@ use blargh_proto::control::{LockRequest, Reply, Request};
 use futures_util::future::join_all;
 
 use crate::cli::{AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
-use crate::deploy::{DeployReport, DeploySettings, deploy, whoami};
+use crate::deploy::{DeployReport, deploy, whoami};
 use crate::remote::connect;
 use crate::remote_agent::RemoteAgent;
+use crate::settings::{Overrides, Settings};
 
-/// The app and its hosts, resolved from the config and the flags.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// App name on the servers.
-    pub app: String,
-    /// SSH destinations.
-    pub hosts: Vec<String>,
-    /// The deploy settings from the config (defaults when there is none).
-    pub settings: DeploySettings,
-    /// Cargo package and binary to build, when building.
-    pub build: Option<(std::path::PathBuf, String, String, Option<String>)>,
-    /// known_hosts lines pinned in the config (used when no other source is given).
-    pub known_hosts: Vec<String>,
-    /// How to connect: the flags, completed from the config.
-    pub connect: crate::remote::ConnectArgs,
+/// The settings of an app command: its flags over `[package.metadata.blargh]`, resolved
+/// once (see [`crate::settings`]), with an app and hosts to talk to.
+pub fn resolve(a: &AppArgs) -> Result<Settings, String> {
+    resolve_overrides(&a.overrides())
 }
 
-/// Resolves which app on which hosts: the flags win over `[package.metadata.blargh]`.
-pub fn resolve(a: &AppArgs) -> Result<Target, String> {
-    let mut t = crate::config::from_manifest(
-        &a.manifest_path,
-        a.destination.as_deref(),
-        !a.hosts.is_empty(),
-    )?;
-    if let Some(app) = &a.app {
-        blargh_seed::seed_plan::check_app_name(app).map_err(|e| format!("--app {e}"))?;
-        t.app = app.clone();
-        t.settings.app = app.clone();
-        t.settings.cache_dir = default_cache(app);
-    }
-    if !a.hosts.is_empty() {
-        t.hosts = a.hosts.clone();
-        t.settings.hosts = a.hosts.clone();
-    }
-    if t.app.is_empty() {
-        return Err(format!(
-            "which app? {} has no [package]: pass --app NAME, or run in the app's directory",
-            a.manifest_path.display()
-        ));
-    }
-    t.connect = a.connect.clone();
-    if !t.known_hosts.is_empty()
-        && t.connect.known_hosts.is_none()
-        && std::env::var_os("BLARGH_KNOWN_HOSTS").is_none()
-    {
-        let path = std::path::PathBuf::from("target/blargh")
-            .join(&t.app)
-            .join("known_hosts");
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .and_then(|()| std::fs::write(&path, t.known_hosts.join("\n") + "\n"))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        t.connect.known_hosts = Some(path);
-    }
-    if t.hosts.is_empty() {
-        return Err(format!(
-            "no hosts: add `hosts = [\"deploy@your-server\"]` under [package.metadata.blargh] in {}, or pass --host",
-            a.manifest_path.display()
-        ));
-    }
+/// [`resolve`] for a command with flags beyond [`AppArgs`] (deploy's `--target`, …).
+pub fn resolve_overrides(o: &Overrides) -> Result<Settings, String> {
+    let mut t = Settings::resolve(o)?;
+    t.require_app(&o.manifest_path)?;
+    t.pin_known_hosts()?;
+    t.require_hosts(&o.manifest_path)?;
     Ok(t)
 }
 
@@ -373,18 +327,22 @@ async fn one_host(
 }
 
 async fn deploy_cmd(a: DeployArgs) -> i32 {
-    let mut t = match resolve(&a.app) {
+    let overrides = Overrides {
+        target: a.target.clone(),
+        parallel: a.parallel,
+        message: a.message.clone(),
+        ..a.app.overrides()
+    };
+    let mut t = match resolve_overrides(&overrides) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    t.settings.message = a.message.clone();
-    t.settings.parallel |= a.parallel;
-    t.settings.progress = !a.app.json && std::io::stderr().is_terminal();
+    t.deploy.progress = !a.app.json && std::io::stderr().is_terminal();
     let app_dir = match &t.build {
-        Some((dir, ..)) => dir.clone(),
+        Some(b) => b.dir.clone(),
         None => std::path::PathBuf::from("."),
     };
     let mut hook_env = vec![
@@ -397,11 +355,11 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         ),
         (
             "BLARGH_VERSION".to_string(),
-            t.settings.version.clone().unwrap_or_default(),
+            t.deploy.version.clone().unwrap_or_default(),
         ),
         (
             "BLARGH_GIT_SHA".to_string(),
-            t.settings.git_sha.clone().unwrap_or_default(),
+            t.deploy.git_sha.clone().unwrap_or_default(),
         ),
         (
             "BLARGH_DESTINATION".to_string(),
@@ -417,10 +375,9 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
     let t_build = std::time::Instant::now();
     let path = match (&a.binary, &t.build) {
         (Some(p), _) => p.clone(),
-        (None, Some((dir, package, bin, target))) => {
-            eprintln!("building {bin} (cargo build --release) …");
-            match crate::build::build(dir, package, bin, a.target.as_deref().or(target.as_deref()))
-            {
+        (None, Some(b)) => {
+            eprintln!("building {} (cargo build --release) …", b.bin);
+            match crate::build::build(&b.dir, &b.package, &b.bin, b.target.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -454,12 +411,12 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         );
         println!(
             "steps per host: connect, check the binary fits, lock, ship (nothing / delta / whole), {}activate{}, unlock",
-            if t.settings.before_activate.is_some() {
+            if t.deploy.before_activate.is_some() {
                 "before_activate, "
             } else {
                 ""
             },
-            if t.settings.auto_rollback.is_some() {
+            if t.deploy.auto_rollback.is_some() {
                 " (automatic rollback armed)"
             } else {
                 ""
@@ -472,7 +429,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         eprintln!("error: {e}; nothing was sent to the servers");
         return 1;
     }
-    let report = deploy(&t.settings, &binary, &t.connect).await;
+    let report = deploy(&t.deploy, &binary, &t.connect).await;
     print_report(&report, build_ms, a.app.json);
     hook_env.push((
         "BLARGH_RESULT".into(),
@@ -530,11 +487,4 @@ fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
         sent as f64 * 100.0 / r.size.max(1) as f64,
         r.total_ms
     );
-}
-
-/// Default cache of shipped binaries, under the target directory.
-pub fn default_cache(app: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from("target/blargh")
-        .join(app)
-        .join("shipped")
 }

@@ -7,6 +7,7 @@ use blargh_agent::config::ListenSpec;
 use clap::{Args, Parser, Subcommand};
 
 use crate::remote::ConnectArgs;
+use crate::settings::Overrides;
 
 /// Deploy a Rust web app to your own server over SSH, with zero downtime.
 #[derive(Debug, Parser)]
@@ -90,17 +91,19 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// `user@host[:port]` or a Host alias from ~/.ssh/config.
-    pub destination: String,
-    /// The app's name on the server (its user, group and service `blargh-<app>`).
+    /// `user@host[:port]` or a Host alias from ~/.ssh/config; every host of the
+    /// configuration (or of `-d NAME`) when absent.
+    pub destination: Option<String>,
+    /// A destination from `[package.metadata.blargh.destinations]` (e.g. staging).
+    #[arg(short = 'd', long = "destination")]
+    pub config_destination: Option<String>,
+    /// The app's name on the server (its user, group and service `blargh-<app>`); default:
+    /// the configuration's `app`.
     #[arg(long)]
-    pub app: String,
-    /// A socket for the app, NAME=ADDRESS; repeat for several.
-    #[arg(
-        long = "listen",
-        value_name = "NAME=ADDRESS",
-        default_value = "web=0.0.0.0:80"
-    )]
+    pub app: Option<String>,
+    /// A socket for the app, NAME=ADDRESS; repeat for several; replaces the configuration's
+    /// `listen` (default web=0.0.0.0:80).
+    #[arg(long = "listen", value_name = "NAME=ADDRESS")]
     pub listen: Vec<ListenSpec>,
     /// Print every step and whether it would change anything; change nothing.
     #[arg(long)]
@@ -112,14 +115,45 @@ pub struct SeedArgs {
     /// login: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
     #[arg(long, value_name = "FILE.pub")]
     pub authorize_key: Option<PathBuf>,
-    /// How long a new release may take to signal readiness.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub ready_timeout: Duration,
-    /// How long a replaced release may take to drain before SIGKILL.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub drain_timeout: Duration,
+    /// How long a new release may take to signal readiness (default: the configuration's
+    /// `ready_timeout`, else 60s).
+    #[arg(long, value_parser = parse_duration)]
+    pub ready_timeout: Option<Duration>,
+    /// How long a replaced release may take to drain before SIGKILL (default: the
+    /// configuration's `drain_timeout`, else 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Releases kept on each host (default: the configuration's `keep_releases`, else 5).
+    #[arg(long)]
+    pub keep_releases: Option<u32>,
+    /// The app's Cargo.toml.
+    #[arg(long, value_name = "PATH", default_value = "Cargo.toml")]
+    pub manifest_path: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+impl SeedArgs {
+    /// These flags as overrides of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            destination: self.config_destination.clone(),
+            hosts: self.destination.iter().cloned().collect(),
+            app: self.app.clone(),
+            listen: (!self.listen.is_empty()).then(|| {
+                self.listen
+                    .iter()
+                    .map(|l| (l.name.clone(), l.address.clone()))
+                    .collect()
+            }),
+            ready_timeout: self.ready_timeout,
+            drain_timeout: self.drain_timeout,
+            keep_releases: self.keep_releases,
+            manifest_path: self.manifest_path.clone(),
+            connect: self.connect.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Which app on which hosts: from `[package.metadata.blargh]`, or the flags.
@@ -142,6 +176,20 @@ pub struct AppArgs {
     pub json: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+impl AppArgs {
+    /// These flags as overrides of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            destination: self.destination.clone(),
+            hosts: self.hosts.clone(),
+            app: self.app.clone(),
+            manifest_path: self.manifest_path.clone(),
+            connect: self.connect.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,13 +5,13 @@ mod agent_cmd;
 mod app_cmd;
 mod build;
 mod cli;
-mod config;
 mod deploy;
 mod hooks;
 mod output;
 mod remote;
 mod remote_agent;
 mod seed_cmd;
+mod settings;
 
 use clap::Parser;
 

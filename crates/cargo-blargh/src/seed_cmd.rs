@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use blargh_seed::exec::{Mode, Outcome, run_plan};
 use blargh_seed::plan::{Content, Step};
-use blargh_seed::seed_plan::{SeedSpec, agent_path, app_root, check_app_name};
+use blargh_seed::seed_plan::{SeedSpec, agent_path, app_root};
 use blargh_seed::shell::quote;
 
 use crate::cli::{DoctorArgs, SeedArgs};
 use crate::remote::{SshExecutor, connect, probe};
+use crate::settings::Settings;
 
 /// Exit code: the host or binary was refused before anything changed.
 const REFUSED: i32 = 2;
@@ -35,10 +36,29 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn seed_async(a: SeedArgs) -> i32 {
-    let t0 = Instant::now();
-    if let Err(e) = check_app_name(&a.app) {
-        eprintln!("error: --app {e}");
+    let mut settings = match Settings::resolve(&a.overrides()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return REFUSED;
+        }
+    };
+    if settings.app.is_empty() {
+        eprintln!(
+            "error: which app? pass --app NAME, or run seed in the app's directory (its Cargo.toml names it)"
+        );
         return REFUSED;
+    }
+    if settings.hosts.is_empty() {
+        eprintln!(
+            "error: which server? pass USER@HOST, or add `hosts = [\"deploy@your-server\"]` under [package.metadata.blargh] in {}",
+            a.manifest_path.display()
+        );
+        return REFUSED;
+    }
+    if let Err(e) = settings.pin_known_hosts() {
+        eprintln!("error: {e}");
+        return 1;
     }
     let agent_file = match &a.agent_binary {
         Some(p) => p.clone(),
@@ -60,9 +80,26 @@ async fn seed_async(a: SeedArgs) -> i32 {
             return 1;
         }
     };
+    // One host after the other: a host-key question or a failure is about one host.
+    let mut code = 0;
+    for host in settings.hosts.clone() {
+        let c = seed_host(&a, &settings, &host, &agent_file, &agent_bytes).await;
+        code = code.max(c);
+    }
+    code
+}
 
-    eprintln!("connecting to {} …", a.destination);
-    let session = match connect(&a.destination, &a.connect).await {
+/// Seeds one host with `s`; returns the exit code.
+async fn seed_host(
+    a: &SeedArgs,
+    s: &Settings,
+    destination: &str,
+    agent_file: &std::path::Path,
+    agent_bytes: &[u8],
+) -> i32 {
+    let t0 = Instant::now();
+    eprintln!("connecting to {destination} …");
+    let session = match connect(destination, &s.connect).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -111,19 +148,16 @@ async fn seed_async(a: SeedArgs) -> i32 {
     }
 
     let spec = SeedSpec {
-        app: a.app.clone(),
-        listen: a
-            .listen
-            .iter()
-            .map(|l| (l.name.clone(), l.address.clone()))
-            .collect(),
+        app: s.app.clone(),
+        listen: s.listen_pairs(),
         ssh_user: ssh_user.clone(),
-        agent: Content::new(agent_bytes, "agent executable"),
-        drain_timeout_s: a.drain_timeout.as_secs().max(1),
-        ready_timeout_s: a.ready_timeout.as_secs().max(1),
+        agent: Content::new(agent_bytes.to_vec(), "agent executable"),
+        drain_timeout_s: s.agent.drain_timeout.as_secs().max(1),
+        ready_timeout_s: s.agent.ready_timeout.as_secs().max(1),
+        keep_releases: s.agent.keep_releases,
     };
     let mut plan = blargh_seed::seed_plan(&spec, init.as_ref());
-    if let Some(key) = authorized_key(&a) {
+    if let Some(key) = authorized_key(a) {
         plan.steps.insert(0, key);
     }
 
@@ -131,7 +165,7 @@ async fn seed_async(a: SeedArgs) -> i32 {
     println!(
         "{} {} on {ssh_user}@{} ({}):",
         if a.dry_run { "would seed" } else { "seeding" },
-        a.app,
+        s.app,
         session.host().display_addr(),
         platform,
     );
@@ -170,13 +204,13 @@ async fn seed_async(a: SeedArgs) -> i32 {
         Mode::Apply if count(Outcome::Changed) == 0 => {
             println!(
                 "nothing changed: {} was already seeded ({secs:.1} s)",
-                a.app
+                s.app
             )
         }
         Mode::Apply => println!(
             "seeded {}: {} steps changed, {} already done; the agent answers ({secs:.1} s)\n\
              next: `cargo blargh deploy` from your app's directory",
-            a.app,
+            s.app,
             count(Outcome::Changed),
             count(Outcome::Unchanged)
         ),

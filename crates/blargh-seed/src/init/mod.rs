@@ -26,6 +26,8 @@ pub struct AgentService {
     pub drain_timeout_s: u64,
     /// Seconds a new release may take to become ready.
     pub ready_timeout_s: u64,
+    /// Releases kept on disk.
+    pub keep_releases: u32,
 }
 
 impl AgentService {
@@ -50,6 +52,8 @@ impl AgentService {
             format!("{}s", self.drain_timeout_s),
             "--ready-timeout".into(),
             format!("{}s", self.ready_timeout_s),
+            "--keep-releases".into(),
+            self.keep_releases.to_string(),
         ];
         if user {
             args.extend(["--user".to_string(), self.app.clone()]);
