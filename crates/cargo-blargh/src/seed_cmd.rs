@@ -122,7 +122,7 @@ async fn seed_host(
         }
     };
     // The agent must run there: refuse before sending anything.
-    let fit = blargh_platform::binary_requirements(&agent_bytes)
+    let fit = blargh_platform::binary_requirements(agent_bytes)
         .map_err(|e| e.to_string())
         .and_then(|reqs| blargh_platform::check_fit(&reqs, &platform).map_err(|e| e.to_string()));
     if let Err(e) = fit {
