@@ -6,6 +6,7 @@ mod app_cmd;
 mod build;
 mod cli;
 mod deploy;
+mod drift;
 mod hooks;
 mod output;
 mod remote;
