@@ -22,6 +22,9 @@ fn main() {
     if blargh_agent::trampoline::is_trampoline(&args) {
         blargh_agent::trampoline::exec(&args);
     }
+    // SAFETY: still single-threaded. The deploy key leaves the environment before any
+    // child process (cargo build, build scripts, hooks) can inherit it.
+    unsafe { remote::CiSecrets::take_from_env() };
     // `cargo blargh X` runs us as `cargo-blargh blargh X`.
     let args: Vec<std::ffi::OsString> = match args.get(1) {
         Some(a) if a == "blargh" => std::iter::once(args[0].clone())
@@ -36,5 +39,6 @@ fn main() {
         cli::Command::Doctor(a) => seed_cmd::doctor(a),
         other => app_cmd::run(other),
     };
+    remote::CiSecrets::remove_files();
     std::process::exit(code);
 }

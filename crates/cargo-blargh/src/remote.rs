@@ -31,30 +31,100 @@ pub struct ConnectArgs {
     pub ssh_config: Option<PathBuf>,
 }
 
-/// A file holding the contents of an environment variable (CI secrets), 0600, kept for
-/// the life of the process.
-fn env_file(var: &str) -> Result<Option<PathBuf>, String> {
-    use std::sync::{Mutex, OnceLock};
-    static FILES: OnceLock<Mutex<Vec<tempfile::NamedTempFile>>> = OnceLock::new();
-    let Ok(value) = std::env::var(var) else {
-        return Ok(None);
-    };
-    let mut f = tempfile::NamedTempFile::new()
-        .map_err(|e| format!("{var}: cannot write it to a file: {e}"))?;
-    let text = if value.ends_with('\n') {
-        value
-    } else {
-        value + "\n"
-    };
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("{var}: cannot write it to a file: {e}"))?;
-    let path = f.path().to_path_buf();
-    FILES
-        .get_or_init(|| Mutex::new(Vec::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(f);
-    Ok(Some(path))
+/// The CI variables that carry SSH material, taken out of the environment before anything
+/// else runs: a child process (`cargo build` and every build script it runs, hooks) must
+/// never see the deploy key.
+pub const SECRET_VARS: &[&str] = &["BLARGH_SSH_KEY", "BLARGH_KNOWN_HOSTS"];
+
+/// The values of [`SECRET_VARS`] moved out of the environment, and the private directory
+/// (0700, removed when this is dropped) holding them as files for the SSH client.
+pub struct CiSecrets {
+    values: Vec<(&'static str, String)>,
+    dir: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
+}
+
+static SECRETS: std::sync::OnceLock<std::sync::Mutex<Option<CiSecrets>>> =
+    std::sync::OnceLock::new();
+
+impl CiSecrets {
+    /// Moves [`SECRET_VARS`] out of the environment into the process's keeping.
+    ///
+    /// # Safety
+    /// Call while the process is single-threaded (first thing in `main`): it changes the
+    /// environment.
+    pub unsafe fn take_from_env() {
+        let mut values = Vec::new();
+        for var in SECRET_VARS {
+            if let Ok(v) = std::env::var(var) {
+                values.push((*var, v));
+                // SAFETY: single-threaded, as the caller promises.
+                unsafe { std::env::remove_var(var) };
+            }
+        }
+        let _ = SECRETS.set(std::sync::Mutex::new(Some(CiSecrets {
+            values,
+            dir: std::sync::OnceLock::new(),
+        })));
+    }
+
+    /// Removes the files written for the secrets (before the process exits).
+    pub fn remove_files() {
+        if let Some(m) = SECRETS.get() {
+            let taken = m.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(taken);
+        }
+    }
+
+    /// True when `var` (one of [`SECRET_VARS`]) was set when the process started.
+    pub fn is_set(var: &str) -> bool {
+        SECRETS.get().is_some_and(|m| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|s| s.values.iter().any(|(k, _)| *k == var))
+        })
+    }
+
+    /// A 0600 file in a 0700 directory holding `var`'s value, if it was set.
+    fn file(var: &str) -> Result<Option<PathBuf>, String> {
+        let Some(m) = SECRETS.get() else {
+            return Ok(None);
+        };
+        let guard = m.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(secrets) = guard.as_ref() else {
+            return Ok(None);
+        };
+        let Some((_, value)) = secrets.values.iter().find(|(k, _)| *k == var) else {
+            return Ok(None);
+        };
+        let dir = secrets
+            .dir
+            .get_or_init(|| {
+                tempfile::Builder::new()
+                    .prefix("blargh-ci-")
+                    .tempdir()
+                    .map_err(|e| format!("{var}: cannot make a private directory for it: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let path = dir.path().join(var.to_lowercase());
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let text = if value.ends_with('\n') {
+                value.clone()
+            } else {
+                format!("{value}\n")
+            };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| format!("{var}: cannot write it to a file: {e}"))?;
+        }
+        Ok(Some(path))
+    }
 }
 
 impl ConnectArgs {
@@ -62,12 +132,12 @@ impl ConnectArgs {
     /// `BLARGH_KNOWN_HOSTS` (known_hosts lines) come from the environment.
     pub fn options(&self) -> Result<ConnectOptions, String> {
         let mut identity_files = self.identity.clone();
-        if let Some(key) = env_file("BLARGH_SSH_KEY")? {
+        if let Some(key) = CiSecrets::file("BLARGH_SSH_KEY")? {
             identity_files.insert(0, key);
         }
         let known_hosts = match &self.known_hosts {
             Some(p) => Some(p.clone()),
-            None => env_file("BLARGH_KNOWN_HOSTS")?,
+            None => CiSecrets::file("BLARGH_KNOWN_HOSTS")?,
         };
         let mut o = ConnectOptions {
             identity_files,

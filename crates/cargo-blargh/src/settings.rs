@@ -271,7 +271,7 @@ impl Settings {
     pub fn pin_known_hosts(&mut self) -> Result<(), String> {
         if self.known_hosts.is_empty()
             || self.connect.known_hosts.is_some()
-            || std::env::var_os("BLARGH_KNOWN_HOSTS").is_some()
+            || crate::remote::CiSecrets::is_set("BLARGH_KNOWN_HOSTS")
         {
             return Ok(());
         }
