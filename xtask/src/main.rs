@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_deploy;
+mod bench_roundtrips;
 mod bench_seed;
 mod demo;
 mod prereqs;
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("prereqs") => prereqs::ensure(),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };
