@@ -148,21 +148,15 @@ impl ConnectArgs {
             o.ssh_config = blargh_ssh::SshConfigFile::Path(p.clone());
         }
         if self.password_stdin {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
-            let pw = line.trim_end_matches(['\n', '\r']).to_string();
-            if pw.is_empty() {
-                return Err("--password-stdin: stdin's first line is empty".into());
-            }
-            o.password = Some(pw);
+            o.password = Some(password_from_stdin()?);
         }
         o.host_key_policy = if self.accept_new_host_key {
             HostKeyPolicy::AcceptNew
         } else if std::io::stdin().is_terminal() && !self.password_stdin {
             o = o.with_ask(|h| {
+                // Several hosts connect at once: one question on the terminal at a time.
+                static ONE_QUESTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                let _turn = ONE_QUESTION.lock().unwrap_or_else(|e| e.into_inner());
                 eprint!(
                     "The host {} is not in {}.\nIts {} key fingerprint is {}.\n\
                      Check it on the server with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`.\n\
@@ -183,6 +177,26 @@ impl ConnectArgs {
         };
         Ok(o)
     }
+}
+
+/// The password given with `--password-stdin`: stdin's first line, read once and used for
+/// every host of the command.
+fn password_from_stdin() -> Result<String, String> {
+    static PASSWORD: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    PASSWORD
+        .get_or_init(|| {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            let pw = line.trim_end_matches(['\n', '\r']).to_string();
+            if pw.is_empty() {
+                return Err("--password-stdin: stdin's first line is empty".into());
+            }
+            Ok(pw)
+        })
+        .clone()
 }
 
 /// Connects to `dest` ("user@host[:port]" or an ssh config alias).
