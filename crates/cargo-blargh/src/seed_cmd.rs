@@ -115,7 +115,7 @@ async fn seed_async(a: SeedArgs) -> i32 {
         listen: a
             .listen
             .iter()
-            .map(|l| (l.name.clone(), l.address.clone()))
+            .map(|l| (l.name.to_string(), l.address.clone()))
             .collect(),
         ssh_user: ssh_user.clone(),
         agent: Content::new(agent_bytes, "agent executable"),

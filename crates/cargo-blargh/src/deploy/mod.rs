@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use blargh_proto::control::{Activation, AutoRollback, LockRequest, Reply, Request};
+use blargh_proto::{EnvKey, ReleaseId};
 use blargh_ssh::Session;
 use futures_util::future::join_all;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -52,13 +53,13 @@ pub struct HostReport {
     /// `user@host:port`.
     pub host: String,
     /// Release id on the host.
-    pub release: Option<String>,
+    pub release: Option<ReleaseId>,
     /// What was sent: `nothing`, `delta`, `whole`.
     pub sent: String,
     /// Bytes that crossed the network for the binary.
     pub bytes_sent: u64,
     /// The release that served before.
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     /// `activated`, `rolled back`, `failed`, `not activated`.
     pub outcome: String,
     /// The error, if this host failed.
@@ -372,8 +373,15 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
         report.release_log = log;
     };
     for (k, v) in &s.env {
+        let key: EnvKey = match k.parse() {
+            Ok(key) => key,
+            Err(e) => {
+                fail(&mut h.report, format!("env: {e}"), vec![]);
+                return Err(());
+            }
+        };
         let req = Request::EnvSet {
-            key: k.clone(),
+            key,
             value: v.clone(),
             by: Some(by.to_string()),
             restart: false,

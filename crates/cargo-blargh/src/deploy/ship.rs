@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use blargh_proto::ReleaseId;
 use blargh_proto::control::{Encoding, Reply, Request};
 use blargh_proto::manifest::ReleaseMeta;
 use sha2::{Digest, Sha256};
@@ -15,13 +16,13 @@ use crate::remote_agent::RemoteAgent;
 #[derive(Debug, Clone)]
 pub struct Shipped {
     /// The release id on the host.
-    pub release: String,
+    pub release: ReleaseId,
     /// `nothing`, `delta` or `whole`.
     pub method: &'static str,
     /// Bytes sent.
     pub bytes: u64,
     /// The host's current release before this deploy.
-    pub current: Option<String>,
+    pub current: Option<ReleaseId>,
 }
 
 /// Lower-case hex sha256.
