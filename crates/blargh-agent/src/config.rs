@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use blargh_proto::control::AgentSettings;
+use blargh_proto::{AppName, SocketName};
+
 /// A listening socket the agent binds when it does not inherit one: `NAME=ADDRESS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
     /// Name handed to the app in `LISTEN_FDNAMES`.
-    pub name: String,
+    pub name: SocketName,
     /// `host:port` to bind.
     pub address: String,
 }
@@ -18,13 +21,9 @@ impl std::str::FromStr for ListenSpec {
         let (name, address) = s
             .split_once('=')
             .ok_or_else(|| format!("{s:?} is not NAME=ADDRESS (for example web=0.0.0.0:80)"))?;
-        if name.is_empty() || name.contains(':') || !name.is_ascii() {
-            return Err(format!(
-                "{name:?} cannot name a socket: use letters, digits, '-' or '_' (no ':')"
-            ));
-        }
+        let name: SocketName = name.parse().map_err(|e| format!("{e}"))?;
         Ok(ListenSpec {
-            name: name.to_string(),
+            name,
             address: address.to_string(),
         })
     }
@@ -36,7 +35,7 @@ pub struct AgentConfig {
     /// The app's root directory (see [`crate::layout::Layout`]).
     pub root: PathBuf,
     /// The app's name.
-    pub app: String,
+    pub app: AppName,
     /// Sockets to bind when none are inherited from the init system.
     pub listen: Vec<ListenSpec>,
     /// User the app runs as when the agent runs as root (the app never runs as root).
@@ -57,10 +56,10 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// A configuration with the defaults for everything but root and app name.
-    pub fn new(root: impl Into<PathBuf>, app: impl Into<String>) -> Self {
+    pub fn new(root: impl Into<PathBuf>, app: AppName) -> Self {
         AgentConfig {
             root: root.into(),
-            app: app.into(),
+            app,
             listen: Vec::new(),
             user: None,
             socket_group: None,
@@ -69,6 +68,17 @@ impl AgentConfig {
             keep_releases: 5,
             max_restarts: 5,
             crash_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The settings given on the command line (before `settings.json` overrides them).
+    pub fn settings(&self) -> AgentSettings {
+        AgentSettings {
+            ready_timeout_ms: self.ready_timeout.as_millis() as u64,
+            drain_timeout_ms: self.drain_timeout.as_millis() as u64,
+            keep_releases: self.keep_releases as u32,
         }
     }
 }
@@ -90,6 +100,7 @@ mod tests {
                 .unwrap_err()
                 .contains("NAME=ADDRESS")
         );
-        assert!("a:b=1.2.3.4:5".parse::<ListenSpec>().is_err());
+        let e = "a:b=1.2.3.4:5".parse::<ListenSpec>().unwrap_err();
+        assert!(e.contains("not a valid socket name"), "{e}");
     }
 }

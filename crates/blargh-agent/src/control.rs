@@ -1,12 +1,15 @@
-//! The control server: the agent's Unix socket, one request per connection (see
-//! [`blargh_proto::control`]). The socket is 0600, or 0660 for a group given to deployers.
+//! The control server: the agent's Unix socket, requests answered in turn until the client
+//! closes its side (see [`blargh_proto::control`]). The socket is 0600, or 0660 for a
+//! group given to deployers.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use blargh_proto::control::{ControlError, ReleaseEntry, Reply, Request, encode_line};
+use blargh_proto::control::{
+    ControlError, DecodeError, Reader, ReleaseEntry, Reply, Request, decode_line, encode_line,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -58,18 +61,32 @@ async fn handle(sup: Arc<Supervisor>, stream: UnixStream) {
     let peer = peer_name(&stream);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let mut line = String::new();
-    let reply = match (&mut read).take(MAX_REQUEST).read_line(&mut line).await {
-        Ok(0) => return,
-        Ok(_) => match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(req) => answer(&sup, req, &peer, &mut read).await,
-            Err(e) => error(format!(
-                "not a control request ({e}); use `cargo-blargh agent ctl`, which speaks this protocol"
-            )),
-        },
-        Err(e) => error(format!("cannot read the request: {e}")),
-    };
-    let _ = write.write_all(encode_line(&reply).as_bytes()).await;
+    loop {
+        let mut line = String::new();
+        let (reply, go_on) = match (&mut read).take(MAX_REQUEST).read_line(&mut line).await {
+            Ok(0) => return,
+            Ok(_) => match decode_line::<Request>(line.trim_end(), Reader::Agent) {
+                Ok(req) => (answer(&sup, req, &peer, &mut read).await, true),
+                // Whatever follows a request of another version cannot be read safely.
+                Err(DecodeError::Version(m)) => (error(m), false),
+                Err(DecodeError::Invalid(m)) => (
+                    error(format!(
+                        "{m}; use `cargo-blargh agent ctl`, which speaks this protocol"
+                    )),
+                    false,
+                ),
+            },
+            Err(e) => (error(format!("cannot read the request: {e}")), false),
+        };
+        if write
+            .write_all(encode_line(&reply).as_bytes())
+            .await
+            .is_err()
+            || !go_on
+        {
+            break;
+        }
+    }
     let _ = write.shutdown().await;
 }
 
@@ -111,14 +128,26 @@ async fn answer(
             let by = who(meta.deployed_by.clone());
             let mut meta = meta;
             meta.deployed_by = Some(by.clone());
-            match sup.receive(body, &sha256, size, meta, encoding, &by).await {
+            // Exactly `size` bytes belong to this request: what a refused upload left
+            // unread is skipped so that the next request line is read from its start.
+            let mut upload = body.take(size);
+            let reply = match sup
+                .receive(&mut upload, &sha256, size, meta, encoding, &by)
+                .await
+            {
                 Ok((release, already_present)) => Reply::Received {
                     release,
                     already_present,
                 },
                 Err(e) => Reply::Error(e),
-            }
+            };
+            let _ = tokio::io::copy(&mut upload, &mut tokio::io::sink()).await;
+            reply
         }
+        Request::Configure { settings, by } => match sup.configure(settings, &who(by)).await {
+            Ok(settings) => Reply::Configured { settings },
+            Err(e) => Reply::Error(e),
+        },
         Request::Activate {
             id,
             by,
@@ -137,7 +166,7 @@ async fn answer(
             Ok(a) => Reply::Activated(a),
             Err(e) => Reply::Error(e),
         },
-        Request::Rollback { id, by } => match sup.rollback(id.as_deref(), &who(by)).await {
+        Request::Rollback { id, by } => match sup.rollback(id.as_ref(), &who(by)).await {
             Ok(a) => Reply::Activated(a),
             Err(e) => Reply::Error(e),
         },
@@ -180,7 +209,7 @@ async fn answer(
             by,
         } => sup
             .exec(
-                release.as_deref(),
+                release.as_ref(),
                 &args,
                 std::time::Duration::from_secs(timeout_s),
                 &who(by),

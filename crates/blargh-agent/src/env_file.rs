@@ -5,10 +5,13 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use blargh_proto::EnvKey;
+
 use crate::handover::parse_env_file;
 
-/// Checks a name and value the way the env file parser will read them back.
-fn check(key: &str, value: Option<&str>) -> Result<(), String> {
+/// Checks a value the way the env file parser will read it back (the name is an
+/// [`EnvKey`], checked where it entered).
+fn check(key: &EnvKey, value: Option<&str>) -> Result<(), String> {
     if let Some(v) = value
         && (v.contains('\n') || v.contains('\r'))
     {
@@ -22,7 +25,7 @@ fn check(key: &str, value: Option<&str>) -> Result<(), String> {
 }
 
 /// The file's text with `key` set to `value` (replacing earlier lines for `key`).
-pub fn with_set(text: &str, key: &str, value: &str) -> Result<String, String> {
+pub fn with_set(text: &str, key: &EnvKey, value: &str) -> Result<String, String> {
     check(key, Some(value))?;
     let mut out = without(text, key);
     out.push_str(&format!("{key}={value}\n"));
@@ -30,13 +33,13 @@ pub fn with_set(text: &str, key: &str, value: &str) -> Result<String, String> {
 }
 
 /// The file's text without lines setting `key`.
-pub fn without(text: &str, key: &str) -> String {
+pub fn without(text: &str, key: &EnvKey) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let is_key = line
             .trim_start()
             .split_once('=')
-            .is_some_and(|(k, _)| k.trim_end() == key);
+            .is_some_and(|(k, _)| k.trim_end() == key.as_str());
         if !is_key {
             out.push_str(line);
             out.push('\n');
@@ -46,9 +49,14 @@ pub fn without(text: &str, key: &str) -> String {
 }
 
 /// The names set in the file, sorted.
-pub fn names(text: &str) -> Vec<String> {
-    let mut names: Vec<String> = parse_env_file(text)
-        .map(|pairs| pairs.into_iter().map(|(k, _)| k).collect())
+pub fn names(text: &str) -> Vec<EnvKey> {
+    let mut names: Vec<EnvKey> = parse_env_file(text)
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .filter_map(|(k, _)| k.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -79,26 +87,30 @@ pub fn write(path: &Path, text: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn key(s: &str) -> EnvKey {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn set_replaces_and_keeps_comments() {
         let text = "# database\nDATABASE_URL=old\nRUST_LOG=info\n";
-        let t = with_set(text, "DATABASE_URL", "postgres://new").unwrap();
+        let t = with_set(text, &key("DATABASE_URL"), "postgres://new").unwrap();
         assert_eq!(
             t,
             "# database\nRUST_LOG=info\nDATABASE_URL=postgres://new\n"
         );
         assert_eq!(names(&t), vec!["DATABASE_URL", "RUST_LOG"]);
         assert_eq!(
-            without(&t, "RUST_LOG"),
+            without(&t, &key("RUST_LOG")),
             "# database\nDATABASE_URL=postgres://new\n"
         );
     }
 
     #[test]
     fn bad_names_and_values_are_refused() {
-        assert!(with_set("", "9X", "1").is_err());
-        assert!(with_set("", "LISTEN_FDS", "1").is_err());
-        assert!(with_set("", "A", "two\nlines").is_err());
-        assert!(with_set("", "A", "x=y z").is_ok());
+        assert!("9X".parse::<EnvKey>().is_err());
+        assert!("LISTEN_FDS".parse::<EnvKey>().is_err());
+        assert!(with_set("", &key("A"), "two\nlines").is_err());
+        assert!(with_set("", &key("A"), "x=y z").is_ok());
     }
 }

@@ -80,30 +80,17 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, EnvFileError>
             });
         };
         let k = k.trim_end();
-        if k.is_empty()
-            || k.starts_with(|c: char| c.is_ascii_digit())
-            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        // One rule for names everywhere: the config, `env set` and this file.
+        if let Err(e) = k.parse::<blargh_proto::EnvKey>() {
             return Err(EnvFileError {
                 line: n + 1,
-                problem: format!("{k:?} is not a variable name"),
-            });
-        }
-        if reserved(k) {
-            return Err(EnvFileError {
-                line: n + 1,
-                problem: format!("{k} is set by the agent itself"),
+                problem: format!("{}: {}; {}", e.value, e.rule, e.fix),
             });
         }
         out.retain(|(key, _): &(String, String)| key != k);
         out.push((k.to_string(), v.to_string()));
     }
     Ok(out)
-}
-
-/// Variables the agent owns; the env file may not set them.
-fn reserved(k: &str) -> bool {
-    k.starts_with("LISTEN_") || k == env::NOTIFY_SOCKET || k.starts_with("BLARGH_")
 }
 
 #[cfg(test)]

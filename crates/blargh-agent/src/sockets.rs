@@ -66,7 +66,7 @@ pub fn bind(specs: &[ListenSpec]) -> io::Result<Vec<Listener>> {
                 )
             })?;
             Ok(Listener {
-                name: spec.name.clone(),
+                name: spec.name.to_string(),
                 socket,
             })
         })

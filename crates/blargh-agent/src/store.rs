@@ -6,8 +6,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::SystemTime;
 
-use blargh_proto::ReleaseManifest;
 use blargh_proto::manifest::ReleaseMeta;
+use blargh_proto::{ReleaseId, ReleaseManifest};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -129,7 +129,7 @@ impl Store {
         }
 
         let now = SystemTime::now();
-        let id = self.unique_id(now, &sha256);
+        let id = self.unique_id(now, &sha256)?;
         let manifest = ReleaseManifest {
             id: id.clone(),
             version: meta.version,
@@ -163,15 +163,19 @@ impl Store {
         Ok((manifest, false))
     }
 
-    fn unique_id(&self, now: SystemTime, sha256: &str) -> String {
+    fn unique_id(&self, now: SystemTime, sha256: &str) -> io::Result<ReleaseId> {
         let base = release_id(now, sha256);
         let mut id = base.clone();
         let mut n = 1;
-        while self.layout.release_dir(&id).exists() {
+        loop {
+            let candidate = ReleaseId::new(id.as_str())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if !self.layout.release_dir(&candidate).exists() {
+                return Ok(candidate);
+            }
             n += 1;
             id = format!("{base}.{n}");
         }
-        id
     }
 
     /// The release with this sha256, if stored.
@@ -199,17 +203,16 @@ impl Store {
 
     /// The manifest of release `id`.
     pub fn get(&self, id: &str) -> io::Result<ReleaseManifest> {
-        if !valid_id(id) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{id:?} is not a release id (see `releases`)"),
-            ));
-        }
-        let text = std::fs::read_to_string(self.layout.manifest(id)).map_err(|e| {
+        let id = ReleaseId::new(id)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let text = std::fs::read_to_string(self.layout.manifest(&id)).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("there is no release {id:?} on this host (see `releases`)"),
+                    format!(
+                        "there is no release {:?} on this host (see `releases`)",
+                        id.as_str()
+                    ),
                 )
             } else {
                 e
@@ -219,18 +222,18 @@ impl Store {
     }
 
     /// The id `current` points at.
-    pub fn current(&self) -> Option<String> {
+    pub fn current(&self) -> Option<ReleaseId> {
         link_target(&self.layout.current_link())
     }
 
     /// The id `previous` points at.
-    pub fn previous(&self) -> Option<String> {
+    pub fn previous(&self) -> Option<ReleaseId> {
         link_target(&self.layout.previous_link())
     }
 
     /// Points `current` at `id` and `previous` at what was current (when it differs).
     /// Each link is replaced atomically.
-    pub fn set_current(&self, id: &str) -> io::Result<()> {
+    pub fn set_current(&self, id: &ReleaseId) -> io::Result<()> {
         let old = self.current();
         if let Some(old) = old.filter(|o| o != id) {
             replace_link(&self.layout.previous_link(), &old)?;
@@ -242,7 +245,7 @@ impl Store {
 
     /// Deletes the oldest releases beyond `keep`, never `current`, `previous` or `protect`.
     /// Returns the ids removed.
-    pub fn prune(&self, keep: usize, protect: &[&str]) -> io::Result<Vec<String>> {
+    pub fn prune(&self, keep: usize, protect: &[&str]) -> io::Result<Vec<ReleaseId>> {
         let current = self.current();
         let previous = self.previous();
         let keep_ids: Vec<&str> = protect
@@ -274,24 +277,15 @@ impl Store {
     }
 }
 
-/// Release ids are plain names: no path separators, no leading dot.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-fn link_target(link: &Path) -> Option<String> {
+fn link_target(link: &Path) -> Option<ReleaseId> {
     let target = std::fs::read_link(link).ok()?;
-    Some(target.file_name()?.to_str()?.to_string())
+    target.file_name()?.to_str()?.parse().ok()
 }
 
-fn replace_link(link: &Path, id: &str) -> io::Result<()> {
+fn replace_link(link: &Path, id: &ReleaseId) -> io::Result<()> {
     let tmp = link.with_extension("new");
     let _ = std::fs::remove_file(&tmp);
-    symlink(Path::new("releases").join(id), &tmp)?;
+    symlink(Path::new("releases").join(id.as_str()), &tmp)?;
     std::fs::rename(&tmp, link)
 }
 
@@ -452,7 +446,7 @@ mod tests {
         assert_eq!(store.previous().as_deref(), Some(ids[1].as_str()));
 
         let removed = store.prune(3, &[]).unwrap();
-        let left: Vec<String> = store.list().unwrap().into_iter().map(|m| m.id).collect();
+        let left: Vec<ReleaseId> = store.list().unwrap().into_iter().map(|m| m.id).collect();
         assert_eq!(left.len(), 3, "kept 3: {left:?}");
         assert!(left.contains(&ids[0]) && left.contains(&ids[1]));
         assert!(left.contains(&ids[5]), "newest kept");

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use blargh_proto::ReleaseManifest;
 use blargh_proto::control::{
-    Activation, AgentStatus, AppState, AutoRollback, ControlError, Encoding, ListenerInfo,
-    LockInfo, LockRequest, Reply,
+    Activation, AgentSettings, AgentStatus, AppState, AutoRollback, ControlError, Encoding,
+    ListenerInfo, LockInfo, LockRequest, Reply,
 };
 use blargh_proto::manifest::ReleaseMeta;
+use blargh_proto::{ReleaseId, ReleaseManifest};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncRead;
@@ -41,7 +41,7 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 /// A process of the app that has become ready.
 #[derive(Debug, Clone)]
 struct Proc {
-    release: String,
+    release: ReleaseId,
     pid: u32,
     generation: u64,
     ready_at: Instant,
@@ -64,8 +64,8 @@ struct State {
 /// The automatic rollback armed by an activation.
 #[derive(Debug, Clone)]
 struct Guard {
-    release: String,
-    previous: String,
+    release: ReleaseId,
+    previous: ReleaseId,
     until: Instant,
     crashes: u32,
     allowed: u32,
@@ -111,6 +111,8 @@ pub struct Supervisor {
     state: Mutex<State>,
     generation: AtomicU64,
     lock: DeployLock,
+    /// The settings in effect: the command line's, overridden by `settings.json`.
+    settings: Mutex<AgentSettings>,
 }
 
 impl Supervisor {
@@ -125,7 +127,9 @@ impl Supervisor {
         let store = Store::open(layout.clone())?;
         let log = AppLog::open(&layout.logs())?;
         let layout_lock = layout.lock();
+        let settings = load_settings(&layout.settings())?.unwrap_or_else(|| cfg.settings());
         Ok(Arc::new(Supervisor {
+            settings: Mutex::new(settings),
             audit: Audit::new(layout.audit_log()),
             cfg,
             layout,
@@ -145,6 +149,63 @@ impl Supervisor {
             generation: AtomicU64::new(0),
             lock: DeployLock::new(layout_lock),
         }))
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> AgentSettings {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings().ready_timeout_ms)
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings().drain_timeout_ms)
+    }
+
+    /// Checks `new`, writes it to `settings.json` (atomically), puts it in effect, audits
+    /// the change and prunes releases beyond the new `keep_releases`. Returns the settings
+    /// now in effect.
+    pub async fn configure(
+        &self,
+        new: AgentSettings,
+        by: &str,
+    ) -> Result<AgentSettings, ControlError> {
+        new.check().map_err(plain_error)?;
+        // No activation runs while the settings change (it reads them as it goes).
+        let _guard = self.activation.lock().await;
+        let path = self.layout.settings();
+        let json = serde_json::to_string_pretty(&new).expect("settings serialize") + "\n";
+        write_atomic(&path, json.as_bytes())
+            .map_err(|e| plain_error(format!("cannot write {}: {e}", path.display())))?;
+        let old = std::mem::replace(
+            &mut *self.settings.lock().unwrap_or_else(|e| e.into_inner()),
+            new,
+        );
+        if old != new {
+            self.audit.record(
+                "configure",
+                None,
+                None,
+                Some(by),
+                Some(&format!("{old} -> {new}")),
+            );
+        }
+        self.prune();
+        Ok(new)
+    }
+
+    /// Deletes releases beyond `keep_releases` (never current or previous) and audits it.
+    fn prune(&self) {
+        if let Ok(removed) = self
+            .store
+            .prune(self.settings().keep_releases as usize, &[])
+        {
+            for r in removed {
+                self.audit.record("prune", Some(&r), None, None, None);
+            }
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -276,7 +337,7 @@ impl Supervisor {
     /// On failure the new process is stopped and what served keeps serving.
     pub async fn activate(
         self: &Arc<Self>,
-        id: &str,
+        id: &ReleaseId,
         action: Action,
         by: &str,
         auto_rollback: Option<AutoRollback>,
@@ -288,7 +349,7 @@ impl Supervisor {
     /// [`Self::activate`] with a message (why) for the audit log.
     pub async fn activate_with(
         self: &Arc<Self>,
-        id: &str,
+        id: &ReleaseId,
         action: Action,
         by: &str,
         auto_rollback: Option<AutoRollback>,
@@ -331,8 +392,8 @@ impl Supervisor {
                 .map(|o| o.release.clone())
                 .or_else(|| self.store.current());
             st.guard = match (auto_rollback, previous) {
-                (Some(ar), Some(prev)) if prev != id && ar.crashes > 0 => Some(Guard {
-                    release: id.to_string(),
+                (Some(ar), Some(prev)) if prev != *id && ar.crashes > 0 => Some(Guard {
+                    release: id.clone(),
                     previous: prev,
                     until: Instant::now() + Duration::from_secs(ar.window_s),
                     crashes: 0,
@@ -363,17 +424,20 @@ impl Supervisor {
                 None => format!("pid {pid}, ready in {ready_ms} ms"),
             }),
         );
-        let protect: Vec<&str> = [Some(id), previous.as_deref()]
+        let protect: Vec<&str> = [Some(id.as_str()), previous.as_deref()]
             .into_iter()
             .flatten()
             .collect();
-        if let Ok(removed) = self.store.prune(self.cfg.keep_releases, &protect) {
+        if let Ok(removed) = self
+            .store
+            .prune(self.settings().keep_releases as usize, &protect)
+        {
             for r in removed {
                 self.audit.record("prune", Some(&r), None, None, None);
             }
         }
         Ok(Activation {
-            release: id.to_string(),
+            release: id.clone(),
             previous,
             pid,
             ready_ms,
@@ -384,11 +448,11 @@ impl Supervisor {
     /// Activates the previous release, or `id`.
     pub async fn rollback(
         self: &Arc<Self>,
-        id: Option<&str>,
+        id: Option<&ReleaseId>,
         by: &str,
     ) -> Result<Activation, ControlError> {
         let target = match id {
-            Some(id) => id.to_string(),
+            Some(id) => id.clone(),
             None => self.store.previous().ok_or_else(|| {
                 plain_error(
                     "there is no previous release to roll back to; name one (see `releases`)"
@@ -416,7 +480,7 @@ impl Supervisor {
     /// the app with zero downtime when it runs. Values are never logged.
     pub async fn env_change(
         self: &Arc<Self>,
-        key: &str,
+        key: &blargh_proto::EnvKey,
         value: Option<&str>,
         by: &str,
         restart: bool,
@@ -435,7 +499,8 @@ impl Supervisor {
         } else {
             "env_unset"
         };
-        self.audit.record(event, None, None, Some(by), Some(key));
+        self.audit
+            .record(event, None, None, Some(by), Some(key.as_str()));
         let running = self
             .state()
             .current
@@ -453,7 +518,7 @@ impl Supervisor {
     }
 
     /// The names in the app's env file.
-    pub fn env_names(&self) -> Result<Vec<String>, ControlError> {
+    pub fn env_names(&self) -> Result<Vec<blargh_proto::EnvKey>, ControlError> {
         let text = crate::env_file::read(&self.layout.env_file())
             .map_err(|e| plain_error(format!("cannot read the env file: {e}")))?;
         Ok(crate::env_file::names(&text))
@@ -463,13 +528,13 @@ impl Supervisor {
     /// `args` is the release's executable.
     pub async fn exec(
         &self,
-        release: Option<&str>,
+        release: Option<&ReleaseId>,
         args: &[String],
         timeout: Duration,
         by: &str,
     ) -> Result<Reply, ControlError> {
         let id = match release {
-            Some(r) => r.to_string(),
+            Some(r) => r.clone(),
             None => self.store.current().ok_or_else(|| {
                 plain_error("no release is current on this host; name one (see `releases`)".into())
             })?,
@@ -538,6 +603,7 @@ impl Supervisor {
             .or_else(|| self.store.current());
         AgentStatus {
             app: self.cfg.app.clone(),
+            settings: self.settings(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             agent_pid: std::process::id(),
             state: st.app,
@@ -568,7 +634,7 @@ impl Supervisor {
         if let Some(p) = current {
             let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
             let mut exited = p.exited.clone();
-            if tokio::time::timeout(self.cfg.drain_timeout, exited.wait_for(|e| *e))
+            if tokio::time::timeout(self.drain_timeout(), exited.wait_for(|e| *e))
                 .await
                 .is_err()
             {
@@ -601,7 +667,7 @@ impl Supervisor {
             app: &self.cfg.app,
             root: self.layout.root(),
             data_dir: &self.layout.data(),
-            drain_timeout: self.cfg.drain_timeout,
+            drain_timeout: self.drain_timeout(),
             app_env: &app_env,
             path: &path,
         })
@@ -612,7 +678,7 @@ impl Supervisor {
 
     /// Spawns release `id` and waits for `READY=1`. On success the process is watched: a
     /// later exit goes to [`Self::on_exit`].
-    async fn start(self: &Arc<Self>, id: &str) -> Result<(Proc, u64), StartFailure> {
+    async fn start(self: &Arc<Self>, id: &ReleaseId) -> Result<(Proc, u64), StartFailure> {
         let fail = |message: String| StartFailure {
             message,
             log: Vec::new(),
@@ -655,7 +721,7 @@ impl Supervisor {
             Exited(String),
             Timeout,
         }
-        let deadline = tokio::time::sleep(self.cfg.ready_timeout);
+        let deadline = tokio::time::sleep(self.ready_timeout());
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
@@ -674,7 +740,7 @@ impl Supervisor {
                 Some(format!(
                     "release {id} did not signal readiness (READY=1 on NOTIFY_SOCKET) within {} s and was stopped; \
                      if it needs longer, raise the ready timeout",
-                    self.cfg.ready_timeout.as_secs_f32()
+                    self.ready_timeout().as_secs_f32()
                 ))
             }
         };
@@ -696,7 +762,7 @@ impl Supervisor {
         let (stopped_tx, stopped) = watch::channel(false);
         let (exited_tx, exited) = watch::channel(false);
         let proc = Proc {
-            release: id.to_string(),
+            release: id.clone(),
             pid,
             generation,
             ready_at: Instant::now(),
@@ -704,7 +770,7 @@ impl Supervisor {
             exited,
         };
         let me = self.clone();
-        let release = id.to_string();
+        let release = id.clone();
         tokio::spawn(async move {
             let mut notify_open = true;
             let status = loop {
@@ -733,12 +799,12 @@ impl Supervisor {
         let _ = kill(Pid::from_raw(old.pid as i32), Signal::SIGTERM);
         let mut stopped = old.stopped.clone();
         let _ = tokio::time::timeout(
-            STOP_WAIT.min(self.cfg.drain_timeout),
+            STOP_WAIT.min(self.drain_timeout()),
             stopped.wait_for(|s| *s),
         )
         .await;
         let mut exited = old.exited.clone();
-        let deadline = self.cfg.drain_timeout;
+        let deadline = self.drain_timeout();
         let log = self.log.clone();
         tokio::spawn(async move {
             if tokio::time::timeout(deadline, exited.wait_for(|e| *e))
@@ -764,7 +830,7 @@ impl Supervisor {
     fn on_exit(
         self: &Arc<Self>,
         generation: u64,
-        release: &str,
+        release: &ReleaseId,
         pid: u32,
         status: Option<ExitStatus>,
     ) {
@@ -786,7 +852,7 @@ impl Supervisor {
         if let Some(previous) = self.guard_tripped(&mut st, release) {
             st.app = AppState::Starting;
             drop(st);
-            self.spawn_auto_rollback(release.to_string(), previous);
+            self.spawn_auto_rollback(release.clone(), previous);
             return;
         }
         if self.note_crash(&mut st, release) {
@@ -794,12 +860,12 @@ impl Supervisor {
         }
         st.app = AppState::Starting;
         drop(st);
-        tokio::spawn(self.clone().recover(release.to_string()));
+        tokio::spawn(self.clone().recover(release.clone()));
     }
 
     /// Counts a crash against the activation's guard; the release to go back to when the
     /// guard trips.
-    fn guard_tripped(&self, st: &mut State, release: &str) -> Option<String> {
+    fn guard_tripped(&self, st: &mut State, release: &str) -> Option<ReleaseId> {
         let g = st.guard.as_mut()?;
         if g.release != release || Instant::now() > g.until {
             st.guard = None;
@@ -814,12 +880,12 @@ impl Supervisor {
         Some(previous)
     }
 
-    fn spawn_auto_rollback(self: &Arc<Self>, release: String, previous: String) {
+    fn spawn_auto_rollback(self: &Arc<Self>, release: ReleaseId, previous: ReleaseId) {
         tokio::spawn(self.clone().auto_rollback(release, previous));
     }
 
     /// Goes back to `previous` after `release` crashed too soon after its activation.
-    async fn auto_rollback(self: Arc<Self>, release: String, previous: String) {
+    async fn auto_rollback(self: Arc<Self>, release: ReleaseId, previous: ReleaseId) {
         let why = format!("release {release} crashed soon after its activation");
         self.log.write(
             &release,
@@ -895,7 +961,7 @@ impl Supervisor {
 
     /// Restarts `release` until it is ready, backing off between attempts, unless another
     /// activation takes over or the crash budget runs out.
-    async fn recover(self: Arc<Self>, release: String) {
+    async fn recover(self: Arc<Self>, release: ReleaseId) {
         loop {
             let delay = backoff(self.state().crashes.len());
             tokio::time::sleep(delay).await;
@@ -1009,4 +1075,43 @@ mod tests {
             "was killed by signal 9 (SIGKILL)"
         );
     }
+}
+
+/// The settings saved by `configure`, if any: `None` when the file does not exist.
+fn load_settings(path: &std::path::Path) -> std::io::Result<Option<AgentSettings>> {
+    let bad = |why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: {why}; fix it, or delete it to use the agent's command-line settings \
+                 (the next deploy writes it again)",
+                path.display()
+            ),
+        )
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let settings: AgentSettings = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    settings.check().map_err(bad)?;
+    Ok(Some(settings))
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename: readers see the
+/// old file or the new one, never a part.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.new");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

@@ -1,5 +1,8 @@
-//! The control protocol on the agent's Unix socket: one JSON request line from the client,
-//! (for `receive`, followed by exactly `size` raw bytes), then one JSON reply line.
+//! The control protocol on the agent's Unix socket: one JSON request line from the client
+//! (for `receive`, followed by exactly `size` raw bytes), then one JSON reply line; a
+//! connection may carry several requests in turn. Every line carries the protocol version
+//! (`{"v":2,"cmd":…}`, `{"v":2,"reply":…}`): a side that sees another version refuses and
+//! says which side is older (see [`check_version`]).
 //!
 //! The socket is the only way to steer an agent; there is no TCP control port. Remote
 //! callers reach it through SSH by running `cargo-blargh agent ctl …` on the server.
@@ -7,6 +10,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ReleaseManifest, ReleaseMeta};
+use crate::names::{AppName, EnvKey, ReleaseId};
+
+/// Version of the control protocol spoken by this build. Requests and replies of another
+/// version are refused. Version 1 (blargh 0.1.0 before versioning) carried no `v`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// File name of the control socket inside the app's root directory.
 pub const SOCKET_FILE: &str = "agent.sock";
@@ -35,7 +43,7 @@ pub enum Request {
     /// Start a stored release, wait for it to be ready, then drain the running one.
     Activate {
         /// Release id.
-        id: String,
+        id: ReleaseId,
         /// Who asks (recorded in the audit log beside the socket peer's uid).
         #[serde(default)]
         by: Option<String>,
@@ -51,7 +59,7 @@ pub enum Request {
     Rollback {
         /// Release id; the previous release when absent.
         #[serde(default)]
-        id: Option<String>,
+        id: Option<ReleaseId>,
         /// Who asks.
         #[serde(default)]
         by: Option<String>,
@@ -60,7 +68,7 @@ pub enum Request {
     Logs {
         /// Only lines of this release; all releases when absent.
         #[serde(default)]
-        release: Option<String>,
+        release: Option<ReleaseId>,
         /// How many lines at most.
         lines: usize,
     },
@@ -75,7 +83,7 @@ pub enum Request {
     /// in a command line), then restart the app with zero downtime if it runs.
     EnvSet {
         /// Variable name.
-        key: String,
+        key: EnvKey,
         /// Its value.
         value: String,
         /// Who asks.
@@ -88,7 +96,7 @@ pub enum Request {
     /// Remove one variable from the app's env file, then restart the app if it runs.
     EnvUnset {
         /// Variable name.
-        key: String,
+        key: EnvKey,
         /// Who asks.
         #[serde(default)]
         by: Option<String>,
@@ -103,7 +111,7 @@ pub enum Request {
     Exec {
         /// Release id; the current release when absent.
         #[serde(default)]
-        release: Option<String>,
+        release: Option<ReleaseId>,
         /// The command: `{bin}` in any argument is replaced by the release's executable,
         /// and the first word is the program (`["{bin}", "migrate"]`, `["sh", "-c", "…"]`).
         args: Vec<String>,
@@ -113,6 +121,68 @@ pub enum Request {
         #[serde(default)]
         by: Option<String>,
     },
+    /// Change the agent's settings at once and keep them (`<root>/settings.json`) over its
+    /// command-line defaults; releases beyond the new `keep_releases` are pruned.
+    Configure {
+        /// The new settings (checked by [`AgentSettings::check`]).
+        settings: AgentSettings,
+        /// Who asks.
+        #[serde(default)]
+        by: Option<String>,
+    },
+}
+
+/// The largest `ready_timeout_ms` and `drain_timeout_ms`: one hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// The smallest `keep_releases`: the current release and the one to roll back to.
+pub const MIN_KEEP_RELEASES: u32 = 2;
+/// The largest `keep_releases`.
+pub const MAX_KEEP_RELEASES: u32 = 1000;
+
+/// The settings an agent can change while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSettings {
+    /// How long a starting release may take to say `READY=1`, in milliseconds.
+    pub ready_timeout_ms: u64,
+    /// How long a draining release may take to finish before SIGKILL, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Releases kept on disk (at least 2: the current one and the one to roll back to).
+    pub keep_releases: u32,
+}
+
+impl AgentSettings {
+    /// Checks the bounds: timeouts between 1 ms and one hour, `keep_releases` from 2 to 1000.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, ms) in [
+            ("ready_timeout", self.ready_timeout_ms),
+            ("drain_timeout", self.drain_timeout_ms),
+        ] {
+            if ms == 0 || ms > MAX_TIMEOUT_MS {
+                return Err(format!(
+                    "{name} of {ms} ms is out of range: use more than 0 and at most 1 hour \
+                     ({MAX_TIMEOUT_MS} ms)"
+                ));
+            }
+        }
+        if !(MIN_KEEP_RELEASES..=MAX_KEEP_RELEASES).contains(&self.keep_releases) {
+            return Err(format!(
+                "keep_releases = {} is out of range: keep {MIN_KEEP_RELEASES} to \
+                 {MAX_KEEP_RELEASES} (the current release and the one to roll back to at least)",
+                self.keep_releases
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for AgentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ready_timeout {} ms, drain_timeout {} ms, keep_releases {}",
+            self.ready_timeout_ms, self.drain_timeout_ms, self.keep_releases
+        )
+    }
 }
 
 fn yes() -> bool {
@@ -218,9 +288,14 @@ pub enum Reply {
     /// Answer to the env requests: the variable names now set (never values).
     Env {
         /// Sorted names.
-        names: Vec<String>,
+        names: Vec<EnvKey>,
         /// The restart that applied the change, if the app was running.
         restarted: Option<Activation>,
+    },
+    /// Answer to [`Request::Configure`]: the settings now in effect.
+    Configured {
+        /// The effective settings.
+        settings: AgentSettings,
     },
     /// Answer to [`Request::Exec`].
     Exec {
@@ -263,7 +338,7 @@ pub enum AppState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
     /// App name.
-    pub app: String,
+    pub app: AppName,
     /// Version of the agent executable.
     pub agent_version: String,
     /// Pid of the agent.
@@ -273,7 +348,7 @@ pub struct AgentStatus {
     /// The current release, if any.
     pub current: Option<ReleaseManifest>,
     /// The release a rollback without argument would go to.
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     /// Pid of the process serving the current release.
     pub pid: Option<u32>,
     /// Milliseconds since the current process became ready.
@@ -284,6 +359,8 @@ pub struct AgentStatus {
     pub rss_bytes: Option<u64>,
     /// The listening sockets the agent owns.
     pub listeners: Vec<ListenerInfo>,
+    /// The settings in effect (flags, overridden by `configure`).
+    pub settings: AgentSettings,
 }
 
 /// One listening socket held by the agent.
@@ -310,9 +387,9 @@ pub struct ReleaseEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation {
     /// The release now serving.
-    pub release: String,
+    pub release: ReleaseId,
     /// The release that served before, now draining.
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     /// Pid of the new process.
     pub pid: u32,
     /// Milliseconds from spawning the release to its readiness.
@@ -342,45 +419,227 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// Encodes a message as one line of JSON, newline included.
+/// A message on the wire: the protocol version beside the message's own fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// The sender's protocol version (absent from version 1).
+    #[serde(default)]
+    pub v: Option<u32>,
+    /// The message.
+    #[serde(flatten)]
+    pub msg: T,
+}
+
+/// Encodes a message (a [`Request`] or a [`Reply`]) as one line of JSON with this build's
+/// protocol version, newline included.
 pub fn encode_line<T: Serialize>(msg: &T) -> String {
-    let mut s = serde_json::to_string(msg).expect("control messages serialize");
+    let mut s = serde_json::to_string(&Envelope {
+        v: Some(PROTOCOL_VERSION),
+        msg,
+    })
+    .expect("control messages serialize");
     s.push('\n');
     s
+}
+
+/// Which side of a conversation reads the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The agent reads a request from a CLI.
+    Agent,
+    /// A CLI reads a reply from an agent.
+    Cli,
+}
+
+/// A line that did not decode: of another protocol version, or not a message at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The other side speaks another protocol version; the text says which side is older
+    /// and how to bring them together.
+    Version(String),
+    /// Not a message of this protocol.
+    Invalid(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Version(m) | DecodeError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Compares the version `theirs` of a line (`None`: version 1, which carried none) with
+/// [`PROTOCOL_VERSION`]; the error says which side is older and what to do.
+pub fn check_version(theirs: Option<u32>, reader: Reader) -> Result<(), String> {
+    let theirs = theirs.unwrap_or(1);
+    let ours = PROTOCOL_VERSION;
+    if theirs == ours {
+        return Ok(());
+    }
+    let (agent, cli) = match reader {
+        Reader::Agent => (ours, theirs),
+        Reader::Cli => (theirs, ours),
+    };
+    Err(if agent < cli {
+        format!(
+            "the agent on this host is older than this cargo-blargh (control protocol {agent} \
+             vs {cli}); run `cargo blargh seed` to upgrade the agent, then try again"
+        )
+    } else {
+        format!(
+            "this cargo-blargh is older than the agent on this host (control protocol {cli} vs \
+             {agent}); install a newer cargo-blargh (`cargo install cargo-blargh`), or run \
+             `cargo blargh seed` with the one you have to put its own agent back"
+        )
+    })
+}
+
+/// Decodes one line (without its newline) of protocol version [`PROTOCOL_VERSION`]: the
+/// version is checked before the message, so a message of another version is refused by
+/// its version rather than misread.
+pub fn decode_line<T: serde::de::DeserializeOwned>(
+    line: &str,
+    reader: Reader,
+) -> Result<T, DecodeError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        #[serde(default)]
+        v: Option<u32>,
+    }
+    let what = match reader {
+        Reader::Agent => "a control request",
+        Reader::Cli => "an answer of the agent",
+    };
+    let version: VersionOnly = serde_json::from_str(line)
+        .map_err(|e| DecodeError::Invalid(format!("not {what} ({e}): {}", clip(line))))?;
+    check_version(version.v, reader).map_err(DecodeError::Version)?;
+    serde_json::from_str::<Envelope<T>>(line)
+        .map(|e| e.msg)
+        .map_err(|e| DecodeError::Invalid(format!("not {what} ({e}): {}", clip(line))))
+}
+
+/// The first 200 characters of `s`, for messages.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn id(s: &str) -> ReleaseId {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn requests_are_tagged_json_lines() {
-        let line = encode_line(&Request::Activate {
-            id: "r1".into(),
+    fn requests_are_versioned_tagged_json_lines() {
+        let req = Request::Activate {
+            id: id("r1"),
             by: None,
             auto_rollback: None,
             message: None,
-        });
+        };
+        let line = encode_line(&req);
         assert_eq!(
             line,
-            "{\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null,\"auto_rollback\":null,\"message\":null}\n"
+            "{\"v\":2,\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null,\"auto_rollback\":null,\"message\":null}\n"
         );
-        let back: Request = serde_json::from_str(line.trim()).unwrap();
-        assert_eq!(
-            back,
-            Request::Activate {
-                id: "r1".into(),
-                by: None,
-                auto_rollback: None,
-                message: None,
-            }
-        );
-        let lock: Request = serde_json::from_str(r#"{"cmd":"lock","action":"status"}"#).unwrap();
+        let back: Request = decode_line(line.trim(), Reader::Agent).unwrap();
+        assert_eq!(back, req);
+        let lock: Request =
+            decode_line(r#"{"v":2,"cmd":"lock","action":"status"}"#, Reader::Agent).unwrap();
         assert_eq!(lock, Request::Lock(LockRequest::Status));
-        let status: Request = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
+        let status: Request = decode_line(r#"{"v":2,"cmd":"status"}"#, Reader::Agent).unwrap();
         assert_eq!(status, Request::Status);
-        let rollback: Request = serde_json::from_str(r#"{"cmd":"rollback"}"#).unwrap();
+        let rollback: Request = decode_line(r#"{"cmd":"rollback","v":2}"#, Reader::Agent).unwrap();
         assert_eq!(rollback, Request::Rollback { id: None, by: None });
+    }
+
+    #[test]
+    fn other_versions_are_refused_naming_the_older_side() {
+        // A CLI of version 1 sent no version: the agent is newer.
+        let Err(DecodeError::Version(m)) =
+            decode_line::<Request>(r#"{"cmd":"status"}"#, Reader::Agent)
+        else {
+            panic!("a request without a version was accepted")
+        };
+        assert!(
+            m.contains("this cargo-blargh is older than the agent"),
+            "{m}"
+        );
+        // A newer CLI: the agent is older, and seed upgrades it.
+        let Err(DecodeError::Version(m)) =
+            decode_line::<Request>(r#"{"v":3,"cmd":"status"}"#, Reader::Agent)
+        else {
+            panic!("a request of version 3 was accepted")
+        };
+        assert!(m.contains("the agent on this host is older"), "{m}");
+        assert!(m.contains("`cargo blargh seed`"), "{m}");
+        // An old agent answers without a version: the CLI says the agent is older.
+        let Err(DecodeError::Version(m)) =
+            decode_line::<Reply>(r#"{"reply":"lock","held":null}"#, Reader::Cli)
+        else {
+            panic!("a reply without a version was accepted")
+        };
+        assert!(m.contains("the agent on this host is older"), "{m}");
+        assert!(m.contains("cargo blargh seed"), "{m}");
+        // A version 3 command unknown here is refused by its version, not as unknown.
+        let e = decode_line::<Request>(r#"{"v":3,"cmd":"teleport"}"#, Reader::Agent);
+        assert!(matches!(e, Err(DecodeError::Version(_))), "{e:?}");
+    }
+
+    #[test]
+    fn names_are_validated_on_the_wire() {
+        let e = decode_line::<Request>(
+            r#"{"v":2,"cmd":"activate","id":"../../etc"}"#,
+            Reader::Agent,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a valid release id"), "{e}");
+        let e = decode_line::<Request>(
+            r#"{"v":2,"cmd":"env_set","key":"LISTEN_FDS","value":"9"}"#,
+            Reader::Agent,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("set by the agent"), "{e}");
+    }
+
+    #[test]
+    fn settings_are_bounded() {
+        let ok = AgentSettings {
+            ready_timeout_ms: 60_000,
+            drain_timeout_ms: 30_000,
+            keep_releases: 5,
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let e = AgentSettings {
+            keep_releases: 1,
+            ..ok
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.contains("keep_releases = 1"), "{e}");
+        let e = AgentSettings {
+            ready_timeout_ms: 0,
+            ..ok
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.contains("ready_timeout of 0 ms"), "{e}");
+        assert!(
+            AgentSettings {
+                drain_timeout_ms: MAX_TIMEOUT_MS + 1,
+                ..ok
+            }
+            .check()
+            .is_err()
+        );
     }
 
     #[test]
@@ -389,12 +648,12 @@ mod tests {
             message: "release r2 exited with status 3 before it was ready".into(),
             release_log: vec!["boom".into()],
         });
-        let back: Reply = serde_json::from_str(encode_line(&reply).trim()).unwrap();
+        let back: Reply = decode_line(encode_line(&reply).trim(), Reader::Cli).unwrap();
         assert_eq!(back, reply);
     }
 
     #[test]
     fn unknown_commands_are_rejected() {
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+        assert!(decode_line::<Request>(r#"{"v":2,"cmd":"format_disk"}"#, Reader::Agent).is_err());
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::ReleaseId;
+
 /// File name of the manifest inside a release directory.
 pub const MANIFEST_FILE: &str = "release.json";
 /// File name of the executable inside a release directory.
@@ -12,7 +14,7 @@ pub const BINARY_FILE: &str = "app";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseManifest {
     /// Directory name under `releases/`; sorts by receive time.
-    pub id: String,
+    pub id: ReleaseId,
     /// The app's version, as the developer's build reported it.
     #[serde(default)]
     pub version: Option<String>,
@@ -75,7 +77,7 @@ mod tests {
     #[test]
     fn manifest_round_trips_and_tolerates_missing_optionals() {
         let m = ReleaseManifest {
-            id: "20261128T153210Z-0badcafe".into(),
+            id: "20261128T153210Z-0badcafe".parse().unwrap(),
             version: Some("1.2.3".into()),
             git_sha: None,
             sha256: "ab".repeat(32),

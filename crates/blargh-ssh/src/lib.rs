@@ -33,6 +33,7 @@
 //! ```
 
 mod auth;
+pub mod channel;
 pub mod config;
 pub mod destination;
 pub mod error;
@@ -42,6 +43,7 @@ pub mod known_hosts;
 pub mod options;
 pub mod session;
 
+pub use channel::ExecChannel;
 pub use config::{AgentSetting, HostSettings, SshConfig};
 pub use destination::Destination;
 pub use error::SshError;

@@ -13,6 +13,7 @@ use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 
 use crate::auth;
+use crate::channel::ExecChannel;
 use crate::config::{HostSettings, SshConfig};
 use crate::destination::Destination;
 use crate::error::SshError;
@@ -187,6 +188,23 @@ impl Session {
             })?;
         let (reader, writer) = channel.split();
         exec::run(&host, command, reader, writer, stdin, on_stdout).await
+    }
+
+    /// Starts `command` and keeps its channel open: write its stdin and read its stdout
+    /// lines as a conversation goes (see [`ExecChannel`]).
+    pub async fn open_exec(&self, command: &str) -> Result<ExecChannel, SshError> {
+        let host = self.target.display_addr();
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Exec {
+                host: host.clone(),
+                command: command.to_string(),
+                message: format!("could not open a channel: {e}"),
+            })?;
+        let (reader, writer) = channel.split();
+        ExecChannel::start(host, command, reader, writer).await
     }
 
     /// Say goodbye to the server (and the jump hosts) and close the connection.

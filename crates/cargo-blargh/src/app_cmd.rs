@@ -4,13 +4,14 @@
 
 use std::io::{IsTerminal, Read};
 
-use blargh_proto::control::{LockRequest, Reply, Request};
+use blargh_proto::control::{LockRequest, Reply};
+use blargh_proto::{AppName, EnvKey, ReleaseId};
 use futures_util::future::join_all;
 
 use crate::cli::{AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
 use crate::deploy::{DeployReport, deploy, whoami};
 use crate::remote::connect;
-use crate::remote_agent::RemoteAgent;
+use crate::remote_agent::{self, ClientError, RemoteAgent};
 use crate::settings::{Overrides, Settings};
 
 /// The settings of an app command: its flags over `[package.metadata.blargh]`, resolved
@@ -28,6 +29,70 @@ pub fn resolve_overrides(o: &Overrides) -> Result<Settings, String> {
     Ok(t)
 }
 
+/// One request of a day-to-day command, sent to every host.
+#[derive(Debug, Clone)]
+enum Op {
+    Rollback(Option<ReleaseId>),
+    Releases,
+    Status,
+    Logs(usize),
+    Audit(usize),
+    EnvList,
+    EnvUnset(EnvKey),
+    EnvSet(EnvKey, String),
+    Lock(LockRequest),
+    Exec { args: Vec<String>, timeout_s: u64 },
+}
+
+impl Op {
+    /// Sends the request through the typed client; the answer as a reply, for printing.
+    async fn run(&self, ra: &mut RemoteAgent) -> Result<Reply, ClientError> {
+        let by = Some(whoami());
+        Ok(match self {
+            Op::Rollback(id) => Reply::Activated(ra.rollback(id.clone(), by).await?),
+            Op::Releases => Reply::Releases {
+                releases: ra.releases().await?,
+            },
+            Op::Status => Reply::Status(ra.status().await?),
+            Op::Logs(lines) => Reply::Logs {
+                lines: ra.logs(None, *lines).await?,
+            },
+            Op::Audit(lines) => Reply::Audit {
+                events: ra.audit(*lines).await?,
+            },
+            Op::EnvList => Reply::Env {
+                names: ra.env_list().await?,
+                restarted: None,
+            },
+            Op::EnvUnset(key) => {
+                let c = ra.env_unset(key, by, true).await?;
+                Reply::Env {
+                    names: c.names,
+                    restarted: c.restarted,
+                }
+            }
+            Op::EnvSet(key, value) => {
+                let c = ra.env_set(key, value, by, true).await?;
+                Reply::Env {
+                    names: c.names,
+                    restarted: c.restarted,
+                }
+            }
+            Op::Lock(req) => Reply::Lock {
+                held: ra.lock(req.clone()).await?,
+            },
+            Op::Exec { args, timeout_s } => {
+                let r = ra.exec(None, args.clone(), *timeout_s, by).await?;
+                Reply::Exec {
+                    status: r.status,
+                    stdout: r.stdout,
+                    stderr: r.stderr,
+                }
+            }
+        })
+    }
+}
+
 /// Runs one of the app commands; returns the exit code.
 pub fn run(cmd: Command) -> i32 {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -36,59 +101,30 @@ pub fn run(cmd: Command) -> i32 {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        match cmd {
-            Command::Deploy(a) => deploy_cmd(a).await,
-            Command::Rollback { release, app } => {
-                let req = Request::Rollback {
-                    id: release,
-                    by: Some(whoami()),
-                };
-                each_host(&app, req).await
-            }
-            Command::Releases { app } => each_host(&app, Request::Releases).await,
-            Command::Status { app } => each_host(&app, Request::Status).await,
-            Command::Logs {
-                lines,
-                follow: false,
-                app,
-            } => {
-                each_host(
-                    &app,
-                    Request::Logs {
-                        release: None,
-                        lines,
-                    },
-                )
-                .await
-            }
+        let (app, op) = match cmd {
+            Command::Deploy(a) => return deploy_cmd(a).await,
+            Command::Init { manifest_path } => return init(&manifest_path),
             Command::Logs {
                 lines,
                 follow: true,
                 app,
-            } => follow_logs(&app, lines).await,
-            Command::Audit { lines, app } => each_host(&app, Request::Audit { lines }).await,
-            Command::Env(EnvCommand::List { app }) => each_host(&app, Request::EnvList).await,
-            Command::Env(EnvCommand::Unset { key, app }) => {
-                let req = Request::EnvUnset {
-                    key,
-                    by: Some(whoami()),
-                    restart: true,
-                };
-                each_host(&app, req).await
-            }
+            } => return follow_logs(&app, lines).await,
+            Command::Rollback { release, app } => (app, Op::Rollback(release)),
+            Command::Releases { app } => (app, Op::Releases),
+            Command::Status { app } => (app, Op::Status),
+            Command::Logs {
+                lines,
+                follow: false,
+                app,
+            } => (app, Op::Logs(lines)),
+            Command::Audit { lines, app } => (app, Op::Audit(lines)),
+            Command::Env(EnvCommand::List { app }) => (app, Op::EnvList),
+            Command::Env(EnvCommand::Unset { key, app }) => (app, Op::EnvUnset(key)),
             Command::Env(EnvCommand::Set { key, app }) => match read_secret(&key) {
-                Ok(value) => {
-                    let req = Request::EnvSet {
-                        key,
-                        value,
-                        by: Some(whoami()),
-                        restart: true,
-                    };
-                    each_host(&app, req).await
-                }
+                Ok(value) => (app, Op::EnvSet(key, value)),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    2
+                    return 2;
                 }
             },
             Command::Lock(LockCommand::Acquire {
@@ -100,36 +136,38 @@ pub fn run(cmd: Command) -> i32 {
                 if force {
                     eprintln!("warning: --force takes the lock even if another deploy holds it");
                 }
-                let req = Request::Lock(LockRequest::Acquire {
+                let req = LockRequest::Acquire {
                     holder: whoami(),
                     message,
                     ttl_s: expiry.as_secs().max(1),
                     force,
-                });
-                each_host(&app, req).await
+                };
+                (app, Op::Lock(req))
             }
             Command::Lock(LockCommand::Release { force, app }) => {
-                let req = Request::Lock(LockRequest::Release {
+                let req = LockRequest::Release {
                     holder: whoami(),
                     force,
-                });
-                each_host(&app, req).await
-            }
-            Command::Lock(LockCommand::Status { app }) => {
-                each_host(&app, Request::Lock(LockRequest::Status)).await
-            }
-            Command::Exec { app, timeout, args } => {
-                let req = Request::Exec {
-                    release: None,
-                    args: std::iter::once("{bin}".to_string()).chain(args).collect(),
-                    timeout_s: timeout,
-                    by: Some(whoami()),
                 };
-                each_host(&app, req).await
+                (app, Op::Lock(req))
             }
-            Command::Init { manifest_path } => init(&manifest_path),
-            other => unreachable!("not an app command: {other:?}"),
-        }
+            Command::Lock(LockCommand::Status { app }) => (app, Op::Lock(LockRequest::Status)),
+            Command::Exec { app, timeout, args } => {
+                let args = std::iter::once("{bin}".to_string()).chain(args).collect();
+                (
+                    app,
+                    Op::Exec {
+                        args,
+                        timeout_s: timeout,
+                    },
+                )
+            }
+            other => {
+                eprintln!("error: {other:?} is not an app command (this is a bug in cargo-blargh)");
+                return 2;
+            }
+        };
+        each_host(&app, op).await
     })
 }
 
@@ -190,8 +228,8 @@ fn init(manifest: &std::path::Path) -> i32 {
     }
 }
 
-/// Sends `req` to the app's agent on every host at once and prints the answers.
-async fn each_host(a: &AppArgs, req: Request) -> i32 {
+/// Sends `op` to the app's agent on every host at once and prints the answers.
+async fn each_host(a: &AppArgs, op: Op) -> i32 {
     let t = match resolve(a) {
         Ok(t) => t,
         Err(e) => {
@@ -199,42 +237,45 @@ async fn each_host(a: &AppArgs, req: Request) -> i32 {
             return 2;
         }
     };
-    let answers = join_all(
-        t.hosts
-            .iter()
-            .map(|h| one_host(h, &t.app, &t.connect, &req)),
-    )
-    .await;
+    let app = match t.app.parse::<AppName>() {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let answers = join_all(t.hosts.iter().map(|h| one_host(h, &app, &t.connect, &op))).await;
     let mut code = 0;
     let mut json = Vec::new();
     for (host, answer) in t.hosts.iter().zip(answers) {
-        match answer {
-            Ok(reply) => {
-                if matches!(reply, Reply::Error(_)) {
-                    code = 1;
-                }
-                if a.json {
-                    json.push(serde_json::json!({ "host": host, "reply": reply }));
-                } else {
-                    let (text, ok) = match crate::output::render(&reply) {
-                        Ok(t) => (t, true),
-                        Err(t) => (t, false),
-                    };
-                    for line in text.lines() {
-                        if ok {
-                            println!("{host}  {line}");
-                        } else {
-                            eprintln!("{host}  {line}");
-                        }
-                    }
-                }
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(ClientError::Agent(e)) => {
+                code = 1;
+                Reply::Error(e)
             }
             Err(e) => {
                 code = 3;
                 if a.json {
-                    json.push(serde_json::json!({ "host": host, "error": e }));
+                    json.push(serde_json::json!({ "host": host, "error": e.to_string() }));
                 } else {
                     eprintln!("{host}  error: {e}");
+                }
+                continue;
+            }
+        };
+        if a.json {
+            json.push(serde_json::json!({ "host": host, "reply": reply }));
+        } else {
+            let (text, ok) = match crate::output::render(&reply) {
+                Ok(t) => (t, true),
+                Err(t) => (t, false),
+            };
+            for line in text.lines() {
+                if ok {
+                    println!("{host}  {line}");
+                } else {
+                    eprintln!("{host}  {line}");
                 }
             }
         }
@@ -255,10 +296,22 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
             return 2;
         }
     };
-    let mut sessions = Vec::new();
+    let app = match t.app.parse::<AppName>() {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    // One connection and one channel per host for the whole follow.
+    let mut agents = Vec::new();
     for h in &t.hosts {
-        match connect(h, &t.connect).await {
-            Ok(s) => sessions.push((h.clone(), s, None::<String>)),
+        let opened = match connect(h, &t.connect).await {
+            Ok(s) => remote_agent::open(&s, &app).await.map(|ra| (s, ra)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((session, ra)) => agents.push((h.clone(), session, ra, None::<String>)),
             Err(e) => {
                 eprintln!("{h}  error: {e}");
                 return 3;
@@ -267,23 +320,10 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
     }
     let mut first = true;
     loop {
-        for (host, session, last) in sessions.iter_mut() {
-            let ra = RemoteAgent {
-                session,
-                app: t.app.clone(),
-            };
+        for (host, _session, ra, last) in agents.iter_mut() {
             let want = if first { lines } else { 1000 };
-            match ra
-                .request(
-                    &Request::Logs {
-                        release: None,
-                        lines: want,
-                    },
-                    None,
-                )
-                .await
-            {
-                Ok(Reply::Logs { lines: got }) => {
+            match ra.logs(None, want).await {
+                Ok(got) => {
                     let start = match last.as_ref() {
                         Some(l) => got.iter().rposition(|x| x == l).map(|i| i + 1).unwrap_or(0),
                         None => 0,
@@ -295,7 +335,6 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
                         *last = Some(l.clone());
                     }
                 }
-                Ok(other) => eprintln!("{host}  unexpected answer {other:?}"),
                 Err(e) => {
                     eprintln!("{host}  error: {e}");
                     return 3;
@@ -310,20 +349,26 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
     }
 }
 
+/// One connection, one channel, one request.
 async fn one_host(
     host: &str,
-    app: &str,
+    app: &AppName,
     connect_args: &crate::remote::ConnectArgs,
-    req: &Request,
-) -> Result<Reply, String> {
-    let session = connect(host, connect_args).await?;
-    let ra = RemoteAgent {
-        session: &session,
-        app: app.to_string(),
+    op: &Op,
+) -> Result<Reply, ClientError> {
+    let session = connect(host, connect_args)
+        .await
+        .map_err(ClientError::Transport)?;
+    let result = match remote_agent::open(&session, app).await {
+        Ok(mut ra) => {
+            let r = op.run(&mut ra).await;
+            remote_agent::close(ra).await;
+            r
+        }
+        Err(e) => Err(ClientError::Transport(e)),
     };
-    let reply = ra.request(req, None).await;
     let _ = session.close().await;
-    reply
+    result
 }
 
 async fn deploy_cmd(a: DeployArgs) -> i32 {

@@ -34,7 +34,7 @@ pub enum Command {
     /// Go back to the previous release (or the one named) on every host.
     Rollback {
         /// Release id; the previous release when absent.
-        release: Option<String>,
+        release: Option<blargh_proto::ReleaseId>,
         #[command(flatten)]
         app: AppArgs,
     },
@@ -143,7 +143,7 @@ impl SeedArgs {
             listen: (!self.listen.is_empty()).then(|| {
                 self.listen
                     .iter()
-                    .map(|l| (l.name.clone(), l.address.clone()))
+                    .map(|l| (l.name.to_string(), l.address.clone()))
                     .collect()
             }),
             ready_timeout: self.ready_timeout,
@@ -219,14 +219,14 @@ pub enum EnvCommand {
     /// with zero downtime.
     Set {
         /// Variable name.
-        key: String,
+        key: blargh_proto::EnvKey,
         #[command(flatten)]
         app: AppArgs,
     },
     /// Remove KEY; restarts the app with zero downtime.
     Unset {
         /// Variable name.
-        key: String,
+        key: blargh_proto::EnvKey,
         #[command(flatten)]
         app: AppArgs,
     },
@@ -294,7 +294,7 @@ pub struct AgentRunArgs {
     pub root: PathBuf,
     /// The app's name.
     #[arg(long)]
-    pub app: String,
+    pub app: blargh_proto::AppName,
     /// A socket to listen on, as NAME=ADDRESS; repeat for several. Ignored when the init
     /// system hands sockets over (systemd socket activation).
     #[arg(long = "listen", value_name = "NAME=ADDRESS")]
@@ -345,7 +345,7 @@ pub enum CtlCommand {
     /// Start a stored release and switch traffic to it once it is ready.
     Activate {
         /// Release id (see `releases`).
-        id: String,
+        id: blargh_proto::ReleaseId,
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,
@@ -359,7 +359,7 @@ pub enum CtlCommand {
     /// Go back to the previous release (or the one named).
     Rollback {
         /// Release id; the previous release when absent.
-        id: Option<String>,
+        id: Option<blargh_proto::ReleaseId>,
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,
@@ -368,7 +368,7 @@ pub enum CtlCommand {
     Logs {
         /// Only this release's lines.
         #[arg(long)]
-        release: Option<String>,
+        release: Option<blargh_proto::ReleaseId>,
         /// How many lines.
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,

@@ -55,6 +55,7 @@ pub fn render(reply: &Reply) -> Result<String, String> {
             for l in &st.listeners {
                 let _ = writeln!(s, "  listen    {} {}", l.name, l.address);
             }
+            let _ = writeln!(s, "  settings  {}", st.settings);
             let _ = writeln!(
                 s,
                 "  agent     pid {}, version {}",
@@ -155,6 +156,9 @@ pub fn render(reply: &Reply) -> Result<String, String> {
             if let Some(a) = restarted {
                 let _ = writeln!(s, "restarted: {} serving (pid {})", a.release, a.pid);
             }
+        }
+        Reply::Configured { settings } => {
+            let _ = writeln!(s, "settings in effect: {settings}");
         }
         Reply::Exec {
             status,

@@ -1,66 +1,90 @@
-//! The agent of one app on one host, reached over SSH: each request runs
-//! `<agent> agent ctl --root <root> pipe` and sends the JSON request (and any upload) on
-//! its stdin, so nothing secret is ever in a command line.
+//! The agent of one app on one host, reached over SSH: one exec channel running
+//! `<agent> agent ctl --root <root> pipe` carries all of a command's requests (and
+//! uploads) on its stdin, so nothing secret is ever in a command line and each request
+//! costs a round trip, not a new exec. The typed methods are those of
+//! [`blargh_agent::client::AgentClient`].
 
-use blargh_proto::control::{Reply, Request, encode_line};
-use blargh_seed::seed_plan::{agent_path, app_root};
+use blargh_agent::client::{AgentClient, Transport};
+use blargh_proto::AppName;
+use blargh_proto::paths::{agent_path, app_root};
 use blargh_seed::shell::quote;
-use blargh_ssh::Session;
+use blargh_ssh::{ExecChannel, Session};
 
-/// An app's agent on a connected host.
-pub struct RemoteAgent<'a> {
-    /// The SSH session.
-    pub session: &'a Session,
-    /// App name.
-    pub app: String,
+pub use blargh_agent::client::ClientError;
+
+/// A `cargo-blargh agent ctl pipe` running on a host.
+pub struct SshTransport {
+    channel: ExecChannel,
+    host: String,
+    app: AppName,
 }
 
-impl RemoteAgent<'_> {
-    /// `user@host:port`, for messages.
-    pub fn host(&self) -> String {
-        format!(
-            "{}@{}",
-            self.session.host().user,
-            self.session.host().display_addr()
-        )
+impl Transport for SshTransport {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.channel
+            .write(bytes)
+            .await
+            .map_err(|e| format!("{}: {e}", self.host))
     }
 
-    /// Sends `req` (followed by `body`) and returns the agent's reply.
-    pub async fn request(&self, req: &Request, body: Option<&[u8]>) -> Result<Reply, String> {
-        let mut input = encode_line(req).into_bytes();
-        if let Some(b) = body {
-            input.extend_from_slice(b);
-        }
-        let cmd = format!(
-            "{} agent ctl --root {} pipe",
-            quote(&agent_path(&self.app)),
-            quote(&app_root(&self.app))
-        );
-        let out = self
-            .session
-            .exec(&cmd, &input[..])
+    async fn recv_line(&mut self) -> Result<Option<String>, String> {
+        self.channel
+            .read_line()
             .await
-            .map_err(|e| format!("{}: {e}", self.host()))?;
-        if !out.success() {
-            let stderr = out.stderr_str();
-            let hint = if stderr.contains("No such file") || stderr.contains("not found") {
-                format!(
-                    "; is {} seeded? run `cargo blargh seed {} --app {}`",
-                    self.host(),
-                    self.host(),
-                    self.app
-                )
-            } else {
-                String::new()
-            };
-            return Err(format!("{}: {}{hint}", self.host(), stderr.trim()));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            format!(
-                "{}: the agent's answer is not understood ({e}): {}",
-                self.host(),
-                out.stdout_str().trim()
-            )
-        })
+            .map_err(|e| format!("{}: {e}", self.host))
     }
+
+    fn closed_reason(&self) -> String {
+        let stderr = self.channel.stderr();
+        let stderr = stderr.trim();
+        let hint = if stderr.contains("No such file") || stderr.contains("not found") {
+            format!(
+                "; is {} seeded? run `cargo blargh seed {} --app {}`",
+                self.host, self.host, self.app
+            )
+        } else {
+            String::new()
+        };
+        if stderr.is_empty() {
+            format!(
+                "{}: the agent's pipe ended without answering ({}){hint}",
+                self.host,
+                self.channel.status()
+            )
+        } else {
+            format!("{}: {stderr}{hint}", self.host)
+        }
+    }
+}
+
+/// An app's agent on a connected host.
+pub type RemoteAgent = AgentClient<SshTransport>;
+
+/// `user@host:port` of a session, for messages.
+pub fn host_name(session: &Session) -> String {
+    format!("{}@{}", session.host().user, session.host().display_addr())
+}
+
+/// Opens the one channel to `app`'s agent on `session`'s host.
+pub async fn open(session: &Session, app: &AppName) -> Result<RemoteAgent, String> {
+    let host = host_name(session);
+    let cmd = format!(
+        "{} agent ctl --root {} pipe",
+        quote(&agent_path(app).display().to_string()),
+        quote(&app_root(app).display().to_string())
+    );
+    let channel = session
+        .open_exec(&cmd)
+        .await
+        .map_err(|e| format!("{host}: {e}"))?;
+    Ok(AgentClient::new(SshTransport {
+        channel,
+        host,
+        app: app.clone(),
+    }))
+}
+
+/// Closes the channel: the remote pipe sees the end of its input and exits.
+pub async fn close(agent: RemoteAgent) {
+    let _ = agent.into_transport().channel.finish().await;
 }

@@ -174,7 +174,7 @@ impl TestAgent {
             .request(&["receive", path, "--app-version", version])
             .unwrap()
         {
-            Reply::Received { release, .. } => release.id,
+            Reply::Received { release, .. } => release.id.to_string(),
             other => panic!("receive {path}: {other:?}"),
         }
     }

@@ -171,3 +171,24 @@ async fn dropping_a_follow_stops_the_remote_command() {
         .await);
     assert!(out.success(), "the remote loop is still running");
 }
+
+/// A long-lived channel: each line written is answered before the next is sent, over one
+/// exec (a conversation, as the agent's control requests go), then the exit status.
+#[tokio::test]
+async fn one_channel_carries_a_conversation() {
+    let env = Env::new();
+    let session = session(&env).await;
+    // Answers each line as it arrives: the reply can only come if stdin is sent
+    // incrementally and stdout read before stdin ends.
+    let mut ch = env.ok(session
+        .open_exec("while read -r l; do echo \"got $l\"; done; echo bye >&2; exit 7")
+        .await);
+    for i in 0..5 {
+        env.ok(ch.write(format!("line {i}\n").as_bytes()).await);
+        let answer = env.ok(ch.read_line().await);
+        assert_eq!(answer.as_deref(), Some(format!("got line {i}").as_str()));
+    }
+    let out = env.ok(ch.finish().await);
+    assert_eq!(out.status, ExitStatus::Code(7));
+    assert_eq!(out.stderr_str().trim(), "bye");
+}

@@ -9,13 +9,14 @@ pub use ship::sha256_hex;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use blargh_proto::control::{Activation, AutoRollback, LockRequest, Reply, Request};
+use blargh_proto::control::AutoRollback;
+use blargh_proto::{EnvKey, ReleaseId};
 use blargh_ssh::Session;
 use futures_util::future::join_all;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::remote::{ConnectArgs, connect, probe};
-use crate::remote_agent::RemoteAgent;
+use crate::remote_agent::{self, ClientError, RemoteAgent, host_name};
 
 /// What a deploy needs to know, resolved from the app's config and the command line.
 #[derive(Debug, Clone)]
@@ -52,13 +53,13 @@ pub struct HostReport {
     /// `user@host:port`.
     pub host: String,
     /// Release id on the host.
-    pub release: Option<String>,
+    pub release: Option<ReleaseId>,
     /// What was sent: `nothing`, `delta`, `whole`.
     pub sent: String,
     /// Bytes that crossed the network for the binary.
     pub bytes_sent: u64,
     /// The release that served before.
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     /// `activated`, `rolled back`, `failed`, `not activated`.
     pub outcome: String,
     /// The error, if this host failed.
@@ -86,6 +87,8 @@ pub struct DeployReport {
 
 struct Host {
     session: Session,
+    /// The one channel to the agent, for all of this deploy's requests.
+    ra: RemoteAgent,
     report: HostReport,
     t: Instant,
     bar: ProgressBar,
@@ -101,13 +104,6 @@ fn host_bar(mp: &MultiProgress, dest: &str) -> ProgressBar {
     bar.set_prefix(dest.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
-}
-
-fn agent<'a>(session: &'a Session, app: &str) -> RemoteAgent<'a> {
-    RemoteAgent {
-        session,
-        app: app.to_string(),
-    }
 }
 
 /// `user@machine` of the person or CI deploying.
@@ -189,22 +185,14 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
                 let h = &mut hosts[i];
                 let back = match h.report.previous.clone() {
                     Some(prev) => {
-                        agent(&h.session, &s.app)
-                            .request(
-                                &Request::Rollback {
-                                    id: Some(prev),
-                                    by: Some(format!("{by} (undoing a failed deploy)")),
-                                },
-                                None,
-                            )
+                        h.ra.rollback(Some(prev), Some(format!("{by} (undoing a failed deploy)")))
                             .await
+                            .map_err(|e| e.to_string())
                     }
                     None => Err("there was no previous release to go back to".into()),
                 };
                 h.report.outcome = match back {
-                    Ok(Reply::Activated(_)) => "rolled back".into(),
-                    Ok(Reply::Error(e)) => format!("rollback FAILED: {}", e.message),
-                    Ok(other) => format!("rollback: unexpected answer {other:?}"),
+                    Ok(_) => "rolled back".into(),
                     Err(e) => format!("rollback FAILED: {e}"),
                 };
             }
@@ -212,19 +200,12 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
     }
 
     // Always unlock what we locked.
-    for h in &hosts {
-        let _ = agent(&h.session, &s.app)
-            .request(
-                &Request::Lock(LockRequest::Release {
-                    holder: holder.clone(),
-                    force: false,
-                }),
-                None,
-            )
-            .await;
+    for h in &mut hosts {
+        let _ = h.ra.lock_release(&holder, false).await;
     }
     for h in hosts {
         h.bar.finish_and_clear();
+        remote_agent::close(h.ra).await;
         let _ = h.session.close().await;
         reports.push(h.report);
     }
@@ -281,7 +262,7 @@ async fn prepare(
         bar.finish_and_clear();
         failed_report(dest, e)
     })?;
-    let name = format!("{}@{}", session.host().user, session.host().display_addr());
+    let name = host_name(&session);
     let fail = |e: String| {
         bar.finish_and_clear();
         failed_report(&name, e)
@@ -295,8 +276,11 @@ async fn prepare(
             "the release binary cannot run on {name} ({platform}): {e}; nothing was sent"
         ))
     })?;
+    let app: blargh_proto::AppName = s.app.parse().map_err(|e| fail(format!("{e}")))?;
+    let ra = remote_agent::open(&session, &app).await.map_err(fail)?;
     let mut host = Host {
         session,
+        ra,
         report: HostReport {
             host: name.clone(),
             release: None,
@@ -312,26 +296,23 @@ async fn prepare(
         bar: bar.clone(),
     };
     bar.set_message("taking the deploy lock");
-    let ra = agent(&host.session, &s.app);
-    let lock = Request::Lock(LockRequest::Acquire {
-        holder: holder.to_string(),
-        message: s
-            .message
-            .clone()
-            .unwrap_or_else(|| "cargo blargh deploy".into()),
-        ttl_s: s.lock_expiry.as_secs().max(1),
-        force: false,
-    });
-    match ra.request(&lock, None).await {
-        Ok(Reply::Lock { .. }) => {}
-        Ok(Reply::Error(e)) => return Err(fail(format!("{name}: {}", e.message))),
-        Ok(other) => return Err(fail(format!("{name}: unexpected answer {other:?}"))),
-        Err(e) => return Err(fail(e)),
+    let message = s
+        .message
+        .clone()
+        .unwrap_or_else(|| "cargo blargh deploy".into());
+    match host
+        .ra
+        .lock_acquire(holder, &message, s.lock_expiry.as_secs().max(1), false)
+        .await
+    {
+        Ok(_) => {}
+        Err(e @ ClientError::Agent(_)) => return Err(fail(format!("{name}: {e}"))),
+        Err(e) => return Err(fail(e.to_string())),
     }
     host.report.ms[0] = host.t.elapsed().as_millis() as u64;
     let t1 = Instant::now();
     bar.set_message("shipping the release (nothing, a delta, or the whole file)");
-    let shipped = ship::ship(&ra, s, binary, sha256, by).await;
+    let shipped = ship::ship(&mut host.ra, s, binary, sha256, by).await;
     match shipped {
         Ok(sh) => {
             host.report.release = Some(sh.release);
@@ -340,15 +321,9 @@ async fn prepare(
             host.report.previous = sh.current;
         }
         Err(e) => {
-            let _ = ra
-                .request(
-                    &Request::Lock(LockRequest::Release {
-                        holder: holder.to_string(),
-                        force: false,
-                    }),
-                    None,
-                )
-                .await;
+            let _ = host.ra.lock_release(holder, false).await;
+            remote_agent::close(host.ra).await;
+            let _ = host.session.close().await;
             return Err(fail(e));
         }
     }
@@ -365,53 +340,40 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
     h.bar
         .set_message("activating: starting the new release beside the old one");
     let id = h.report.release.clone().expect("shipped");
-    let ra = agent(&h.session, &s.app);
     let fail = |report: &mut HostReport, e: String, log: Vec<String>| {
         report.outcome = "failed".into();
         report.error = Some(e);
         report.release_log = log;
     };
     for (k, v) in &s.env {
-        let req = Request::EnvSet {
-            key: k.clone(),
-            value: v.clone(),
-            by: Some(by.to_string()),
-            restart: false,
+        let key: EnvKey = match k.parse() {
+            Ok(key) => key,
+            Err(e) => {
+                fail(&mut h.report, format!("env: {e}"), vec![]);
+                return Err(());
+            }
         };
-        match ra.request(&req, None).await {
-            Ok(Reply::Env { .. }) => {}
-            Ok(Reply::Error(e)) => {
-                fail(&mut h.report, format!("setting {k}: {}", e.message), vec![]);
-                return Err(());
-            }
-            other => {
-                fail(&mut h.report, format!("setting {k}: {other:?}"), vec![]);
-                return Err(());
-            }
+        if let Err(e) = h.ra.env_set(&key, v, Some(by.to_string()), false).await {
+            fail(&mut h.report, format!("setting {k}: {e}"), vec![]);
+            return Err(());
         }
     }
     if let Some(args) = &s.before_activate {
-        let req = Request::Exec {
-            release: Some(id.clone()),
-            args: args.clone(),
-            timeout_s: 300,
-            by: Some(by.to_string()),
-        };
-        match ra.request(&req, None).await {
-            Ok(Reply::Exec {
-                status: Some(0), ..
-            }) => {}
-            Ok(Reply::Exec {
-                status,
-                stdout,
-                stderr,
-            }) => {
-                let log: Vec<String> = stdout
+        match h
+            .ra
+            .exec(Some(id.clone()), args.clone(), 300, Some(by.to_string()))
+            .await
+        {
+            Ok(r) if r.status == Some(0) => {}
+            Ok(r) => {
+                let log: Vec<String> = r
+                    .stdout
                     .lines()
-                    .chain(stderr.lines())
+                    .chain(r.stderr.lines())
                     .map(str::to_string)
                     .collect();
-                let how = status
+                let how = r
+                    .status
                     .map(|c| format!("exited with {c}"))
                     .unwrap_or("was killed".into());
                 fail(
@@ -423,50 +385,32 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
                 );
                 return Err(());
             }
-            Ok(Reply::Error(e)) => {
-                fail(
-                    &mut h.report,
-                    format!("before_activate: {}", e.message),
-                    vec![],
-                );
-                return Err(());
-            }
-            other => {
-                fail(&mut h.report, format!("before_activate: {other:?}"), vec![]);
+            Err(e) => {
+                fail(&mut h.report, format!("before_activate: {e}"), vec![]);
                 return Err(());
             }
         }
     }
-    let req = Request::Activate {
-        id: id.clone(),
-        by: Some(by.to_string()),
-        auto_rollback: s.auto_rollback,
-        message: s.message.clone(),
-    };
-    let result = ra.request(&req, None).await;
+    let result =
+        h.ra.activate(
+            &id,
+            Some(by.to_string()),
+            s.auto_rollback,
+            s.message.clone(),
+        )
+        .await;
     h.report.ms[2] = t.elapsed().as_millis() as u64;
     match result {
-        Ok(Reply::Activated(Activation { previous, .. })) => {
+        Ok(a) => {
             h.report.outcome = "activated".into();
             if h.report.previous.is_none() {
-                h.report.previous = previous;
+                h.report.previous = a.previous;
             }
             Ok(())
         }
-        Ok(Reply::Error(e)) => {
-            fail(&mut h.report, e.message, e.release_log);
-            Err(())
-        }
-        Ok(other) => {
-            fail(
-                &mut h.report,
-                format!("unexpected answer {other:?}"),
-                vec![],
-            );
-            Err(())
-        }
         Err(e) => {
-            fail(&mut h.report, e, vec![]);
+            let log = e.release_log().to_vec();
+            fail(&mut h.report, e.to_string(), log);
             Err(())
         }
     }

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use blargh_proto::control::{Encoding, Reply, Request};
+use blargh_proto::ReleaseId;
+use blargh_proto::control::Encoding;
 use blargh_proto::manifest::ReleaseMeta;
 use sha2::{Digest, Sha256};
 
@@ -15,13 +16,13 @@ use crate::remote_agent::RemoteAgent;
 #[derive(Debug, Clone)]
 pub struct Shipped {
     /// The release id on the host.
-    pub release: String,
+    pub release: ReleaseId,
     /// `nothing`, `delta` or `whole`.
     pub method: &'static str,
     /// Bytes sent.
     pub bytes: u64,
     /// The host's current release before this deploy.
-    pub current: Option<String>,
+    pub current: Option<ReleaseId>,
 }
 
 /// Lower-case hex sha256.
@@ -54,23 +55,15 @@ pub fn cache_put(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> 
 
 /// Ships `binary` to the agent `ra` (see the module doc).
 pub async fn ship(
-    ra: &RemoteAgent<'_>,
+    ra: &mut RemoteAgent,
     s: &DeploySettings,
     binary: &[u8],
     sha256: &str,
     by: &str,
 ) -> Result<Shipped, String> {
-    let status = match ra.request(&Request::Status, None).await? {
-        Reply::Status(st) => st,
-        Reply::Error(e) => return Err(e.message),
-        other => return Err(format!("unexpected answer {other:?}")),
-    };
+    let status = ra.status().await.map_err(|e| e.to_string())?;
     let current = status.current.as_ref().map(|m| m.id.clone());
-    let releases = match ra.request(&Request::Releases, None).await? {
-        Reply::Releases { releases } => releases,
-        Reply::Error(e) => return Err(e.message),
-        other => return Err(format!("unexpected answer {other:?}")),
-    };
+    let releases = ra.releases().await.map_err(|e| e.to_string())?;
     if let Some(r) = releases.iter().find(|r| r.manifest.sha256 == sha256) {
         return Ok(Shipped {
             release: r.manifest.id.clone(),
@@ -95,26 +88,21 @@ pub async fn ship(
         Some(b) => (blargh_delta::encode_delta(b, binary), "delta"),
         None => (blargh_delta::encode_whole(binary), "whole"),
     };
-    let req = Request::Receive {
-        sha256: sha256.to_string(),
-        size: frame.len() as u64,
-        meta: ReleaseMeta {
-            version: s.version.clone(),
-            git_sha: s.git_sha.clone(),
-            built_at: None,
-            deployed_by: Some(by.to_string()),
-            message: s.message.clone(),
-        },
-        encoding: Encoding::Frame,
+    let meta = ReleaseMeta {
+        version: s.version.clone(),
+        git_sha: s.git_sha.clone(),
+        built_at: None,
+        deployed_by: Some(by.to_string()),
+        message: s.message.clone(),
     };
-    match ra.request(&req, Some(&frame)).await? {
-        Reply::Received { release, .. } => Ok(Shipped {
-            release: release.id,
-            method,
-            bytes: frame.len() as u64,
-            current,
-        }),
-        Reply::Error(e) => Err(e.message),
-        other => Err(format!("unexpected answer {other:?}")),
-    }
+    let (release, _) = ra
+        .receive(sha256, meta, Encoding::Frame, &frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Shipped {
+        release: release.id,
+        method,
+        bytes: frame.len() as u64,
+        current,
+    })
 }

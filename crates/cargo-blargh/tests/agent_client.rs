@@ -1,0 +1,112 @@
+//! The typed client against a real agent: many requests over one connection, `configure`
+//! applied at once, persisted and pruning to `keep_releases`, and a request of another
+//! protocol version refused with a message that names the older side.
+
+use blargh_agent::client::{self, ClientError};
+use blargh_proto::control::{AgentSettings, Encoding};
+use blargh_proto::manifest::ReleaseMeta;
+use sha2::{Digest, Sha256};
+use test_support::agent::{AgentOptions, TestAgent};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn configure_applies_persists_and_prunes_over_one_connection() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    let socket = agent.root().join("agent.sock");
+    rt().block_on(async {
+        let mut c = client::connect(&socket).await.unwrap();
+        let before = c.status().await.unwrap().settings;
+        assert_eq!(before.keep_releases, 5, "the command line's default");
+        for i in 0..4 {
+            let body = format!("#!/bin/sh\necho release {i}\n").into_bytes();
+            let sha = hex::encode(Sha256::digest(&body));
+            let (m, again) = c
+                .receive(&sha, ReleaseMeta::default(), Encoding::Raw, &body)
+                .await
+                .unwrap();
+            assert!(!again);
+            assert_eq!(m.sha256, sha);
+        }
+        assert_eq!(c.releases().await.unwrap().len(), 4);
+        let wanted = AgentSettings {
+            ready_timeout_ms: 5_000,
+            drain_timeout_ms: 2_000,
+            keep_releases: 2,
+        };
+        let effective = c.configure(wanted, Some("test".into())).await.unwrap();
+        assert_eq!(effective, wanted);
+        assert_eq!(c.status().await.unwrap().settings, wanted);
+        let left = c.releases().await.unwrap();
+        assert_eq!(left.len(), 2, "pruned to keep_releases: {left:?}");
+        let audit = c.audit(100).await.unwrap();
+        let conf = audit
+            .iter()
+            .find(|e| e.event == "configure")
+            .expect("audited");
+        let detail = conf.detail.as_deref().unwrap_or("");
+        assert!(
+            detail.contains("keep_releases 5 -> ") && detail.contains("keep_releases 2"),
+            "{detail}"
+        );
+        assert_eq!(audit.iter().filter(|e| e.event == "prune").count(), 2);
+
+        // Out of bounds: refused, nothing changed.
+        let err = c
+            .configure(
+                AgentSettings {
+                    keep_releases: 1,
+                    ..wanted
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Agent(e) if e.message.contains("keep_releases = 1")),
+            "{err:?}"
+        );
+        assert_eq!(c.status().await.unwrap().settings, wanted);
+    });
+    let saved: AgentSettings =
+        serde_json::from_str(&std::fs::read_to_string(agent.root().join("settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved.keep_releases, 2);
+}
+
+#[test]
+fn another_protocol_version_is_refused_naming_the_older_side() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    let socket = agent.root().join("agent.sock");
+    rt().block_on(async {
+        for (line, older) in [
+            (
+                "{\"cmd\":\"status\"}\n",
+                "this cargo-blargh is older than the agent",
+            ),
+            (
+                "{\"v\":99,\"cmd\":\"status\"}\n",
+                "the agent on this host is older",
+            ),
+        ] {
+            let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(line.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            BufReader::new(read).read_line(&mut answer).await.unwrap();
+            assert!(
+                answer.starts_with("{\"v\":2,\"reply\":\"error\""),
+                "{answer}"
+            );
+            assert!(answer.contains(older), "{answer}");
+        }
+    });
+}
