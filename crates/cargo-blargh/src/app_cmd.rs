@@ -514,6 +514,9 @@ fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
             h.sent,
             h.bytes_sent
         );
+        for change in &h.applied {
+            println!("{}  applied {change}", h.host);
+        }
         if let Some(e) = &h.error {
             eprintln!("{}  error: {e}", h.host);
             if !h.release_log.is_empty() {

@@ -7,7 +7,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::settings::{AgentTuning, Settings};
+use blargh_proto::control::{AgentSettings, AgentStatus};
+
+use crate::settings::AgentTuning;
+
+/// What the configuration wants of every host: its sockets and the agent's tuning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// The sockets, by name.
+    pub listen: BTreeMap<String, SocketAddr>,
+    /// The agent's tuning.
+    pub tuning: AgentTuning,
+    /// The command that applies socket changes (`cargo blargh seed …`).
+    pub seed_command: String,
+}
 
 /// What a host's agent reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,9 +124,43 @@ impl fmt::Display for Difference {
     }
 }
 
+impl HostFacts {
+    /// The facts in an agent's status answer.
+    pub fn of(status: &AgentStatus) -> HostFacts {
+        HostFacts {
+            listeners: status
+                .listeners
+                .iter()
+                .map(|l| (l.name.to_string(), l.address.clone()))
+                .collect(),
+            tuning: AgentTuning::from(status.settings),
+        }
+    }
+}
+
+impl From<AgentSettings> for AgentTuning {
+    fn from(s: AgentSettings) -> Self {
+        AgentTuning {
+            ready_timeout: Duration::from_millis(s.ready_timeout_ms),
+            drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+            keep_releases: s.keep_releases,
+        }
+    }
+}
+
+impl From<AgentTuning> for AgentSettings {
+    fn from(t: AgentTuning) -> Self {
+        AgentSettings {
+            ready_timeout_ms: t.ready_timeout.as_millis() as u64,
+            drain_timeout_ms: t.drain_timeout.as_millis() as u64,
+            keep_releases: t.keep_releases,
+        }
+    }
+}
+
 /// Every difference between what `host` reports and `want`, sockets first, by name.
-pub fn compare(want: &Settings, host: &HostFacts) -> Vec<Difference> {
-    compare_parts(&want.listen, &want.agent, host)
+pub fn compare(want: &Wanted, host: &HostFacts) -> Vec<Difference> {
+    compare_parts(&want.listen, &want.tuning, host)
 }
 
 fn compare_parts(

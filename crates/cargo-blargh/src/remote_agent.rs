@@ -67,9 +67,16 @@ pub fn host_name(session: &Session) -> String {
 
 /// Opens the one channel to `app`'s agent on `session`'s host.
 pub async fn open(session: &Session, app: &AppName) -> Result<RemoteAgent, String> {
+    open_as(session, app, false).await
+}
+
+/// [`open`], through `sudo -n` when `sudo` (seed, whose SSH user may have joined the app's
+/// group only during this connection).
+pub async fn open_as(session: &Session, app: &AppName, sudo: bool) -> Result<RemoteAgent, String> {
     let host = host_name(session);
     let cmd = format!(
-        "{} agent ctl --root {} pipe",
+        "{}{} agent ctl --root {} pipe",
+        if sudo { "sudo -n " } else { "" },
         quote(&agent_path(app).display().to_string()),
         quote(&app_root(app).display().to_string())
     );

@@ -193,7 +193,31 @@ async fn seed_host(
             return 1;
         }
     };
-    let count = |k: Outcome| outcomes.iter().filter(|o| **o == k).count();
+    // The agent's own settings: what the unit's flags say only counts for a fresh agent;
+    // the agent keeps what deploy or an earlier seed applied, so seed applies them too.
+    let mut tuned = Vec::new();
+    if mode == Mode::Apply {
+        match apply_tuning(&session, s, !is_root).await {
+            Ok(changes) => {
+                for c in &changes {
+                    println!("  {:<13} agent setting {c}", "changed");
+                }
+                tuned = changes;
+            }
+            Err(e) => {
+                eprintln!("error: the agent runs but its settings could not be applied: {e}");
+                return 1;
+            }
+        }
+    }
+    let count = |k: Outcome| {
+        outcomes.iter().filter(|o| **o == k).count()
+            + if k == Outcome::Changed {
+                tuned.len()
+            } else {
+                0
+            }
+    };
     let secs = t0.elapsed().as_secs_f32();
     match mode {
         Mode::DryRun => println!(
@@ -217,6 +241,39 @@ async fn seed_host(
     }
     let _ = session.close().await;
     0
+}
+
+/// Brings the agent's timeouts and retention in line with `s`; returns what changed.
+async fn apply_tuning(
+    session: &blargh_ssh::Session,
+    s: &Settings,
+    sudo: bool,
+) -> Result<Vec<String>, String> {
+    let app: blargh_proto::AppName = s.app.parse().map_err(|e| format!("{e}"))?;
+    let mut agent = crate::remote_agent::open_as(session, &app, sudo).await?;
+    let result = async {
+        let status = agent.status().await.map_err(|e| e.to_string())?;
+        let have = crate::drift::HostFacts::of(&status);
+        let want = s.wanted(String::new());
+        let changes: Vec<String> = crate::drift::compare(&want, &have)
+            .into_iter()
+            .filter(|d| !d.needs_root())
+            .map(|d| d.to_string())
+            .collect();
+        if !changes.is_empty() {
+            agent
+                .configure(
+                    blargh_proto::control::AgentSettings::from(s.agent),
+                    Some(format!("{} (seed)", crate::deploy::whoami())),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(changes)
+    }
+    .await;
+    crate::remote_agent::close(agent).await;
+    result
 }
 
 /// After a password login, the developer's public key goes into authorized_keys so that

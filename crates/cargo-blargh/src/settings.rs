@@ -131,6 +131,7 @@ impl Settings {
                 git_sha: None,
                 cache_dir: PathBuf::new(),
                 progress: false,
+                wanted: Default::default(),
             },
             build: None,
             known_hosts: Vec::new(),
@@ -241,6 +242,8 @@ impl Settings {
         self.deploy.app = self.app.clone();
         self.deploy.hosts = self.hosts.clone();
         self.deploy.cache_dir = default_cache(&self.app);
+        let seed = crate::drift::seed_command(o.destination.as_deref(), &o.hosts, &self.app);
+        self.deploy.wanted = self.wanted(seed);
         Ok(())
     }
 
@@ -283,6 +286,16 @@ impl Settings {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         self.connect.known_hosts = Some(path);
         Ok(())
+    }
+
+    /// What every host should run, for deploy to compare; `seed_command` applies what only
+    /// root can.
+    pub fn wanted(&self, seed_command: String) -> crate::drift::Wanted {
+        crate::drift::Wanted {
+            listen: self.listen.clone(),
+            tuning: self.agent,
+            seed_command,
+        }
     }
 
     /// The sockets as `(name, address)` pairs, the form seed's units take.

@@ -45,6 +45,9 @@ pub struct DeploySettings {
     pub cache_dir: PathBuf,
     /// Show a progress line per host on stderr (a terminal, not --json).
     pub progress: bool,
+    /// What the configuration wants of each host besides the release: sockets and the
+    /// agent's tuning. Checked (and tuning applied) before anything is sent.
+    pub wanted: crate::drift::Wanted,
 }
 
 /// One host's deploy, as reported.
@@ -66,6 +69,8 @@ pub struct HostReport {
     pub error: Option<String>,
     /// The failing release's last output lines, if it failed to start.
     pub release_log: Vec<String>,
+    /// Settings the agent changed to match the configuration (`drain_timeout 30s → 10s`).
+    pub applied: Vec<String>,
     /// Milliseconds: connect+probe+lock, ship, activate.
     pub ms: [u64; 3],
 }
@@ -235,6 +240,7 @@ fn failed_report(host: &str, error: String) -> HostReport {
         outcome: "failed".into(),
         error: Some(error),
         release_log: Vec::new(),
+        applied: Vec::new(),
         ms: [0; 3],
     }
 }
@@ -290,11 +296,26 @@ async fn prepare(
             outcome: "not activated".into(),
             error: None,
             release_log: Vec::new(),
+            applied: Vec::new(),
             ms: [0; 3],
         },
         t,
         bar: bar.clone(),
     };
+    bar.set_message("comparing the host with the configuration");
+    let diffs = match host.ra.status().await {
+        Ok(status) => crate::drift::compare(&s.wanted, &crate::drift::HostFacts::of(&status)),
+        Err(e) => return Err(fail(format!("{name}: {e}"))),
+    };
+    if diffs.iter().any(crate::drift::Difference::needs_root) {
+        remote_agent::close(host.ra).await;
+        let _ = host.session.close().await;
+        return Err(fail(crate::drift::refusal(
+            &name,
+            &diffs,
+            &s.wanted.seed_command,
+        )));
+    }
     bar.set_message("taking the deploy lock");
     let message = s
         .message
@@ -308,6 +329,24 @@ async fn prepare(
         Ok(_) => {}
         Err(e @ ClientError::Agent(_)) => return Err(fail(format!("{name}: {e}"))),
         Err(e) => return Err(fail(e.to_string())),
+    }
+    if !diffs.is_empty() {
+        bar.set_message("applying the configuration's settings");
+        let want = blargh_proto::control::AgentSettings::from(s.wanted.tuning);
+        if let Err(e) = host.ra.configure(want, Some(by.to_string())).await {
+            let _ = host.ra.lock_release(holder, false).await;
+            remote_agent::close(host.ra).await;
+            let _ = host.session.close().await;
+            return Err(fail(format!(
+                "{name}: applying {}: {e}; nothing was sent",
+                diffs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        host.report.applied = diffs.iter().map(ToString::to_string).collect();
     }
     host.report.ms[0] = host.t.elapsed().as_millis() as u64;
     let t1 = Instant::now();
