@@ -271,6 +271,13 @@ mod tests {
                 "systemd-restart"
             ]
         );
+        // A leftover socket unit alone (the service unit already right) still goes, and the
+        // agent restarts without it.
+        let (done, _) = applied(&plan, &["systemd-stale-sockets"]);
+        assert_eq!(
+            done,
+            ["systemd-stale-sockets", "systemd-reload", "systemd-restart"]
+        );
         // OpenRC: the listeners are the agent's arguments, in the script.
         let script = OpenRc::script(&service(&spec("admin")));
         assert!(!script.contains("admin=127.0.0.1:9000"));
