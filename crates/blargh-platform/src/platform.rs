@@ -39,7 +39,7 @@ pub struct Platform {
     /// Whether `sudo` is installed.
     pub has_sudo: bool,
     /// Service-related commands found on `PATH` (`systemctl`, `rc-service`,
-    /// `supervise-daemon`, `sudo`, `doas`, …), by name.
+    /// `supervise-daemon`, `sudo`, `doas`, …, and `gzip` for compressed uploads), by name.
     pub commands: Vec<String>,
 }
 

@@ -81,7 +81,7 @@ blargh_section id-u
 id -u 2>/dev/null
 blargh_section commands
 for c in systemctl rc-service rc-status supervise-daemon openrc sv s6-svscan \
-  launchctl service sudo doas; do
+  launchctl service sudo doas gzip; do
   p=$(command -v "$c" 2>/dev/null) && echo "$c $p"
 done
 blargh_section end

@@ -57,6 +57,8 @@ fn local_probe_parses() {
     assert!(p.pid1.is_some(), "PID 1's name is readable");
     assert_eq!(p.is_root, p.uid == Some(0));
     assert!(p.uid.is_some());
+    // Seed compresses the agent's upload when the host has gzip; this machine has it.
+    assert!(p.has_command("gzip"), "the probe looks for gzip");
     let expected = blargh_platform::os_release::parse_distribution(&local_os_release());
     assert_eq!(p.distro, expected);
     if is_debian_12() {

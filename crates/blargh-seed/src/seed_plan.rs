@@ -173,8 +173,153 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::{Mode, Transport, run_plan};
+    use crate::fake_host::FakeHost;
     use crate::init::{OpenRc, Systemd};
     use crate::plan::When;
+
+    /// The steps `plan` applies on a host where the checks of `failing` fail, and the
+    /// number of execs it took.
+    fn applied(plan: &Plan, failing: &[&str]) -> (Vec<String>, usize) {
+        let mut host = FakeHost::new(plan, failing);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_plan(
+            &mut host,
+            plan,
+            Mode::Apply,
+            Transport { gzip: true },
+            |_, _| {},
+        ))
+        .unwrap();
+        (host.applied(), host.execs.len())
+    }
+
+    fn two_listeners() -> SeedSpec {
+        let mut s = spec("admin");
+        s.listen.push(("admin".into(), "127.0.0.1:9000".into()));
+        s
+    }
+
+    #[test]
+    fn a_fresh_systemd_host_gets_everything_in_two_execs() {
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        let all: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+        let checked: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| s.check.is_some())
+            .map(|s| s.key.as_str())
+            .collect();
+        let (done, execs) = applied(&plan, &checked);
+        assert_eq!(done, all, "every step, in order");
+        assert_eq!(execs, 2, "one exec of checks, one of applies");
+    }
+
+    #[test]
+    fn a_seeded_host_is_checked_in_one_exec_and_left_alone() {
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        assert_eq!(applied(&plan, &[]), (vec![], 1));
+        let plan = seed_plan(&spec("admin"), &OpenRc);
+        assert_eq!(applied(&plan, &[]), (vec![], 1));
+    }
+
+    #[test]
+    fn a_new_agent_restarts_the_service_and_nothing_else() {
+        let plan = seed_plan(&two_listeners(), &Systemd);
+        let (done, _) = applied(&plan, &["agent-binary"]);
+        assert_eq!(done, ["agent-binary", "systemd-restart"]);
+        let plan = seed_plan(&two_listeners(), &OpenRc);
+        let (done, _) = applied(&plan, &["agent-binary"]);
+        assert_eq!(done, ["agent-binary", "openrc-restart"]);
+    }
+
+    #[test]
+    fn a_changed_address_rebinds_that_socket_and_restarts_the_agent() {
+        let mut s = two_listeners();
+        let before = Systemd::socket_unit(&service(&s), "admin", "127.0.0.1:9000");
+        s.listen[1].1 = "127.0.0.1:9001".into();
+        let after = Systemd::socket_unit(&service(&s), "admin", "127.0.0.1:9001");
+        assert_ne!(before, after, "the unit file changes, so its check fails");
+        let plan = seed_plan(&s, &Systemd);
+        let (done, _) = applied(&plan, &["systemd-socket-admin"]);
+        assert_eq!(
+            done,
+            [
+                "systemd-socket-admin",
+                "systemd-reload",
+                "systemd-rebind-admin",
+                "systemd-restart"
+            ],
+            "the web socket stays open"
+        );
+    }
+
+    #[test]
+    fn a_removed_listener_is_stopped_and_removed_and_the_agent_restarted() {
+        // systemd: the service unit no longer names the socket, and the stale unit goes.
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        let unit = Systemd::service_unit(&service(&spec("admin")));
+        let both = Systemd::service_unit(&service(&two_listeners()));
+        assert!(!unit.contains("admin.socket") && both.contains("blargh-shop-admin.socket"));
+        let (done, _) = applied(&plan, &["systemd-service", "systemd-stale-sockets"]);
+        assert_eq!(
+            done,
+            [
+                "systemd-service",
+                "systemd-stale-sockets",
+                "systemd-reload",
+                "systemd-restart"
+            ]
+        );
+        // A leftover socket unit alone (the service unit already right) still goes, and the
+        // agent restarts without it.
+        let (done, _) = applied(&plan, &["systemd-stale-sockets"]);
+        assert_eq!(
+            done,
+            ["systemd-stale-sockets", "systemd-reload", "systemd-restart"]
+        );
+        // OpenRC: the listeners are the agent's arguments, in the script.
+        let script = OpenRc::script(&service(&spec("admin")));
+        assert!(!script.contains("admin=127.0.0.1:9000"));
+        assert!(
+            OpenRc::script(&service(&two_listeners())).contains("--listen admin=127.0.0.1:9000")
+        );
+        let plan = seed_plan(&spec("admin"), &OpenRc);
+        let (done, _) = applied(&plan, &["openrc-script"]);
+        assert_eq!(done, ["openrc-script", "openrc-restart"]);
+    }
+
+    #[test]
+    fn a_dry_run_reports_what_would_change_in_one_exec() {
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        let mut host = FakeHost::new(&plan, &["systemd-stale-sockets"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut would = Vec::new();
+        rt.block_on(run_plan(
+            &mut host,
+            &plan,
+            Mode::DryRun,
+            Transport::default(),
+            |s, o| {
+                if o == crate::exec::Outcome::WouldChange {
+                    would.push(s.key.clone())
+                }
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            would,
+            ["systemd-stale-sockets", "systemd-reload", "systemd-restart"]
+        );
+        assert!(host.applied().is_empty());
+        assert_eq!(host.execs.len(), 1);
+    }
 
     fn spec(user: &str) -> SeedSpec {
         SeedSpec {
@@ -205,9 +350,10 @@ mod tests {
                 "env-file",
                 "systemd-socket-web",
                 "systemd-service",
+                "systemd-stale-sockets",
                 "systemd-reload",
                 "systemd-enable",
-                "systemd-rebind",
+                "systemd-rebind-web",
                 "systemd-restart",
                 "systemd-start",
                 "agent-answers"
@@ -220,7 +366,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             restart.when,
-            When::Changed(vec!["systemd-service".into(), "agent-binary".into()])
+            When::Changed(vec![
+                "systemd-service".into(),
+                "agent-binary".into(),
+                "systemd-socket-web".into(),
+                "systemd-stale-sockets".into()
+            ])
         );
         assert!(
             plan.describe()

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use blargh_seed::exec::{Mode, Outcome, run_plan};
+use blargh_seed::exec::{Mode, Outcome, Transport, run_plan};
 use blargh_seed::plan::{Content, Step};
 use blargh_seed::seed_plan::{SeedSpec, agent_path, app_root};
 use blargh_seed::shell::quote;
@@ -173,7 +173,11 @@ async fn seed_host(
         session: &session,
         is_root,
     };
-    let result = run_plan(&mut exec, &plan, mode, |step, outcome| {
+    // The agent travels gzip-compressed when the host can decompress it.
+    let transport = Transport {
+        gzip: platform.has_command("gzip"),
+    };
+    let result = run_plan(&mut exec, &plan, mode, transport, |step, outcome| {
         let tag = match outcome {
             Outcome::Unchanged => "ok",
             Outcome::Changed => "changed",

@@ -85,6 +85,56 @@ impl Systemd {
             root = svc.root,
         )
     }
+
+    /// A step that stops, disables and removes the app's socket units that `svc` no
+    /// longer lists (a listener dropped from the configuration). A unit counts as the app's
+    /// when its name is `blargh-<app>-*.socket` and it names the app's service, so another
+    /// app whose name starts the same (`shop` and `shop-admin`) keeps its sockets.
+    pub fn stale_sockets(svc: &AgentService) -> Step {
+        Self::stale_sockets_in(svc, UNIT_DIR)
+    }
+
+    fn stale_sockets_in(svc: &AgentService, unit_dir: &str) -> Step {
+        let unit = svc.unit();
+        let keep: Vec<String> = svc
+            .listen
+            .iter()
+            .map(|(name, _)| quote(&format!("{unit}-{name}.socket")))
+            .collect();
+        let keep = if keep.is_empty() {
+            "''".to_string()
+        } else {
+            keep.join("|")
+        };
+        let service = quote(&format!("Service={unit}.service"));
+        let each_stale = |action: &str| {
+            format!(
+                "for f in {unit_dir}/{unit}-*.socket; do \
+                 [ -f \"$f\" ] && grep -qxF {service} \"$f\" || continue; \
+                 u=${{f##*/}}; case \"$u\" in {keep}) continue;; esac; {action}; done"
+            )
+        };
+        let names: Vec<&str> = svc.listen.iter().map(|(n, _)| n.as_str()).collect();
+        Step::ensure(
+            "systemd-stale-sockets",
+            format!(
+                "no socket units for {} other than {} (others are stopped, disabled, removed)",
+                svc.app,
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+            format!("{}; exit 0", each_stale("exit 1")),
+            format!(
+                "set -e; {}",
+                each_stale(
+                    "systemctl stop \"$u\"; systemctl disable -q \"$u\"; rm -f \"$f\"; echo \"removed $u\""
+                )
+            ),
+        )
+    }
 }
 
 impl InitAdapter for Systemd {
@@ -122,8 +172,9 @@ impl InitAdapter for Systemd {
             "root",
             "root",
         ));
+        plan.push(Self::stale_sockets(svc));
         let mut all_units = socket_keys.clone();
-        all_units.push("systemd-service".into());
+        all_units.extend(["systemd-service".into(), "systemd-stale-sockets".into()]);
         plan.push(Step::on_change(
             "systemd-reload",
             "systemctl daemon-reload",
@@ -142,19 +193,28 @@ impl InitAdapter for Systemd {
                 .join(" && "),
             format!("systemctl enable -q {everything}"),
         ));
-        plan.push(Step::on_change(
-            "systemd-rebind",
-            "re-open changed sockets (stops the agent briefly)",
-            socket_keys,
-            format!(
-                "systemctl stop {unit}.service; systemctl restart {}",
-                socket_units.join(" ")
-            ),
-        ));
+        // Only the sockets whose unit changed are closed and opened again: connections to
+        // the others keep queueing while the agent restarts.
+        for ((name, addr), (key, file)) in
+            svc.listen.iter().zip(socket_keys.iter().zip(&socket_units))
+        {
+            plan.push(Step::on_change(
+                format!("systemd-rebind-{name}"),
+                format!("listen on {addr} for {name} (stops the agent until its restart)"),
+                vec![key.clone()],
+                format!("systemctl stop {unit}.service; systemctl restart {file}"),
+            ));
+        }
+        let mut restart_after = vec![
+            "systemd-service".to_string(),
+            changed_binary_step.to_string(),
+        ];
+        restart_after.extend(socket_keys);
+        restart_after.push("systemd-stale-sockets".into());
         plan.push(Step::on_change(
             "systemd-restart",
             format!("restart {unit}.service (sockets stay open: connections queue)"),
-            vec!["systemd-service".into(), changed_binary_step.to_string()],
+            restart_after,
             format!("systemctl restart {unit}.service"),
         ));
         plan.push(Step::ensure(
@@ -176,5 +236,99 @@ impl InitAdapter for Systemd {
 
     fn logs_command(&self, svc: &AgentService, lines: usize) -> String {
         format!("journalctl -u {}.service -n {lines} --no-pager", svc.unit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(listen: &[(&str, &str)]) -> AgentService {
+        AgentService {
+            app: "shop".into(),
+            root: "/var/lib/blargh/shop".into(),
+            agent: "/var/lib/blargh/shop/agent/blargh".into(),
+            listen: listen
+                .iter()
+                .map(|(n, a)| (n.to_string(), a.to_string()))
+                .collect(),
+            drain_timeout_s: 30,
+            ready_timeout_s: 60,
+        }
+    }
+
+    fn sh(script: &str, path: &std::path::Path) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env(
+                "PATH",
+                format!("{}:{}", path.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_apps_dropped_socket_units_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = dir.path().join("units");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&units).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        // systemctl records what it is asked to do.
+        let calls = dir.path().join("calls");
+        std::fs::write(
+            bin.join("systemctl"),
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            bin.join("systemctl"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let old = svc(&[("web", "0.0.0.0:80"), ("admin", "127.0.0.1:9000")]);
+        for (name, addr) in &old.listen {
+            std::fs::write(
+                units.join(format!("blargh-shop-{name}.socket")),
+                Systemd::socket_unit(&old, name, addr),
+            )
+            .unwrap();
+        }
+        // Another app whose name starts like this one's keeps its sockets.
+        let mut other = svc(&[("web", "0.0.0.0:81")]);
+        other.app = "shop-admin".into();
+        std::fs::write(
+            units.join("blargh-shop-admin-web.socket"),
+            Systemd::socket_unit(&other, "web", "0.0.0.0:81"),
+        )
+        .unwrap();
+
+        let unit_dir = units.to_str().unwrap();
+        let keep_both = Systemd::stale_sockets_in(&old, unit_dir);
+        assert!(
+            sh(keep_both.check.as_deref().unwrap(), &bin)
+                .status
+                .success()
+        );
+
+        let step = Systemd::stale_sockets_in(&svc(&[("web", "0.0.0.0:80")]), unit_dir);
+        assert!(!sh(step.check.as_deref().unwrap(), &bin).status.success());
+        let out = sh(&step.apply, &bin);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "removed blargh-shop-admin.socket\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "stop blargh-shop-admin.socket\ndisable -q blargh-shop-admin.socket\n"
+        );
+        assert!(!units.join("blargh-shop-admin.socket").exists());
+        assert!(units.join("blargh-shop-web.socket").exists());
+        assert!(units.join("blargh-shop-admin-web.socket").exists());
+        assert!(sh(step.check.as_deref().unwrap(), &bin).status.success());
     }
 }
