@@ -153,7 +153,7 @@ impl Facts {
         let (previous, store_error) = match history {
             Ok(all) => (
                 all.into_iter()
-                    .filter(|m| Some(&m.id) != release_id.as_ref())
+                    .filter(|m| Some(m.id.as_str()) != release_id.as_deref())
                     .collect(),
                 None,
             ),
@@ -579,7 +579,7 @@ mod tests {
 
     fn manifest(id: &str, version: &str, message: Option<&str>) -> ReleaseManifest {
         ReleaseManifest {
-            id: id.into(),
+            id: id.parse().expect("a valid release id"),
             version: Some(version.into()),
             git_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
             sha256: "ab".repeat(32),

@@ -17,7 +17,7 @@
 //!     let app = Router::new().route(
 //!         "/",
 //!         get(move || {
-//!             let id = release.as_ref().map(|r| r.id.clone()).unwrap_or("dev".into());
+//!             let id = release.as_ref().map(|r| r.id.to_string()).unwrap_or("dev".into());
 //!             async move { format!("hello from {id}\n") }
 //!         }),
 //!     );

@@ -254,6 +254,7 @@ mod tests {
                 .collect(),
             drain_timeout_s: 30,
             ready_timeout_s: 60,
+            keep_releases: 5,
         }
     }
 
