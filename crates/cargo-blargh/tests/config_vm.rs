@@ -177,8 +177,9 @@ fn every_configured_key_reaches_a_systemd_server() {
         &["the host listens on 0.0.0.0:8081 as admin"],
     );
     ok(&app.run(&["seed"]));
-    let out = ok(&app.deploy(&v2));
-    assert!(!out.contains("admin"), "{out}");
+    ok(&app.deploy(&v2));
+    let status = ok(&app.run(&["status"]));
+    assert!(!status.contains("0.0.0.0:8081"), "{status}");
     let units = vm
         .ssh_ok("systemctl list-unit-files 'blargh-shop*' --no-legend")
         .unwrap();
