@@ -259,7 +259,7 @@ async fn each_host(a: &AppArgs, op: Op) -> i32 {
                 if a.json {
                     json.push(serde_json::json!({ "host": host, "error": e.to_string() }));
                 } else {
-                    eprintln!("{host}  error: {e}");
+                    crate::output::print_lines(host, &format!("error: {e}"), false);
                 }
                 continue;
             }
@@ -271,13 +271,7 @@ async fn each_host(a: &AppArgs, op: Op) -> i32 {
                 Ok(t) => (t, true),
                 Err(t) => (t, false),
             };
-            for line in text.lines() {
-                if ok {
-                    println!("{host}  {line}");
-                } else {
-                    eprintln!("{host}  {line}");
-                }
-            }
+            crate::output::print_lines(host, &text, ok);
         }
     }
     if a.json {
@@ -329,7 +323,7 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
                         None => 0,
                     };
                     for l in &got[start..] {
-                        println!("{host}  {l}");
+                        println!("{host}  {}", crate::output::printable(l));
                     }
                     if let Some(l) = got.last() {
                         *last = Some(l.clone());
@@ -518,11 +512,11 @@ fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
             println!("{}  applied {change}", h.host);
         }
         if let Some(e) = &h.error {
-            eprintln!("{}  error: {e}", h.host);
+            crate::output::print_lines(&h.host, &format!("error: {e}"), false);
             if !h.release_log.is_empty() {
                 eprintln!("{}  the new release's last output:", h.host);
                 for l in &h.release_log {
-                    eprintln!("{}    {l}", h.host);
+                    eprintln!("{}    {}", h.host, crate::output::printable(l));
                 }
             }
         }

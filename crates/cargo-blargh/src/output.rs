@@ -4,6 +4,37 @@ use std::fmt::Write;
 
 use blargh_proto::control::{AppState, Reply};
 
+/// `text` safe to print on a terminal: control characters (ESC sequences that could
+/// rewrite the screen or the title, carriage returns that hide a line, bells, C1 controls)
+/// become visible escapes like `\x1b`; tabs stay. Server-supplied text (app log lines,
+/// deploy messages, error texts) goes through this before it is printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints `text` line by line to stdout (`ok`) or stderr, each line after `prefix` and
+/// made [`printable`].
+pub fn print_lines(prefix: &str, text: &str, ok: bool) {
+    for line in text.lines() {
+        if ok {
+            println!("{prefix}  {}", printable(line));
+        } else {
+            eprintln!("{prefix}  {}", printable(line));
+        }
+    }
+}
+
 /// Text for a reply: `Ok` for stdout, `Err` for stderr (a failed request).
 pub fn render(reply: &Reply) -> Result<String, String> {
     let mut s = String::new();
@@ -192,6 +223,15 @@ pub fn render(reply: &Reply) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        use super::printable;
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(printable("\x1b]0;pwned\x07x"), "\\x1b]0;pwned\\x07x");
+        assert_eq!(printable("ok\rFAKE"), "ok\\x0dFAKE");
+        assert_eq!(printable("c1\u{9b}31m"), "c1\\x9b31m");
+    }
+
     use super::*;
     use blargh_proto::control::ControlError;
 
