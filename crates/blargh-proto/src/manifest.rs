@@ -70,6 +70,13 @@ impl ReleaseManifest {
     }
 }
 
+/// True when `s` is a sha256 as the manifest carries it: 64 lower-case hex digits. Anything
+/// else from a peer is refused before it names a file (a "sha256" of `/dev/zero` or
+/// `../x` must never become a path).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +98,16 @@ mod tests {
         let minimal = r#"{"id":"x","sha256":"00","size":1,"deployed_at":"t"}"#;
         let parsed = ReleaseManifest::from_json(minimal).unwrap();
         assert_eq!(parsed.version, None);
+    }
+
+    #[test]
+    fn only_64_lower_case_hex_digits_are_a_sha256() {
+        assert!(is_sha256_hex(&"ab".repeat(32)));
+        assert!(!is_sha256_hex(&"AB".repeat(32)), "upper case");
+        assert!(!is_sha256_hex(&"a".repeat(63)));
+        assert!(!is_sha256_hex(&"a".repeat(65)));
+        assert!(!is_sha256_hex("/dev/zero"));
+        assert!(!is_sha256_hex(&format!("../{}", "a".repeat(61))));
+        assert!(!is_sha256_hex(&"g".repeat(64)));
     }
 }

@@ -72,9 +72,11 @@ pub async fn ship(
             current,
         });
     }
+    // The server's word is not a path: only a well-formed sha256 names a cache file.
     let base = status
         .current
         .as_ref()
+        .filter(|m| blargh_proto::manifest::is_sha256_hex(&m.sha256))
         .and_then(|m| std::fs::read(s.cache_dir.join(&m.sha256)).ok())
         .filter(|b| {
             sha256_hex(b)
