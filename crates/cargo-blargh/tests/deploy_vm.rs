@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use test_support::hello::{self, Profile};
 use test_support::load::Wrk;
 use test_support::remote::{Cli, text};
-use test_support::vm::{Init, Vm, one_at_a_time, skip_vm_tests};
+use test_support::vm::{Init, Vm, one_at_a_time};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
@@ -70,10 +70,8 @@ fn ok(out: &Output) -> String {
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn deploy_rollback_env_and_lock_on_a_systemd_server() {
-    if skip_vm_tests("deploy_rollback_env_and_lock_on_a_systemd_server") {
-        return;
-    }
     let _one = one_at_a_time();
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let v2 = hello::build("v2", Profile::Debug).unwrap();
@@ -255,10 +253,8 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn a_host_that_fails_rolls_back_the_hosts_that_switched() {
-    if skip_vm_tests("a_host_that_fails_rolls_back_the_hosts_that_switched") {
-        return;
-    }
     let _one = one_at_a_time();
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let v2 = hello::build("v2", Profile::Debug).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use test_support::hello::{self, Profile};
 use test_support::remote::{Cli, ship_release, text};
-use test_support::vm::{Init, Vm, one_at_a_time, skip_vm_tests};
+use test_support::vm::{Init, Vm, one_at_a_time};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 const AGENT: &str = "/var/lib/blargh/hello/agent/blargh";
@@ -166,17 +166,13 @@ fn seed_scenario(init: Init) {
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn seed_a_systemd_server() {
-    if skip_vm_tests("seed_a_systemd_server") {
-        return;
-    }
     seed_scenario(Init::Systemd);
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn seed_an_openrc_server() {
-    if skip_vm_tests("seed_an_openrc_server") {
-        return;
-    }
     seed_scenario(Init::OpenRc);
 }
