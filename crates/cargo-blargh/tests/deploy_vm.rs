@@ -8,11 +8,13 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use test_support::hello::{self, Profile};
 use test_support::load::Wrk;
 use test_support::remote::{Cli, text};
 use test_support::vm::{Init, Vm, one_at_a_time};
+use test_support::wait::wait_until_or_explain;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
@@ -64,6 +66,40 @@ impl Ctx<'_> {
     }
 }
 
+/// wrk's keep-alive connections through the VM's port 80.
+const CLIENTS: usize = 8;
+
+/// Waits until `clients` established connections to the guest's port 80 are held by the
+/// process the agent runs as the current release (`ss -p` in the guest): the load is on,
+/// and after a switch it has moved to the new release.
+fn wait_for_load_on_current(vm: &Vm, clients: usize) {
+    let last = std::cell::RefCell::new(String::new());
+    wait_until_or_explain(
+        Duration::from_secs(60),
+        &format!("{clients} connections on guest port 80 held by the current release"),
+        || {
+            let Ok(out) = vm.ssh_ok(
+                "/var/lib/blargh/hello/agent/blargh agent ctl --root /var/lib/blargh/hello \
+                 --json status; echo '--- ss'; ss -Htnp state established '( sport = :80 )'",
+            ) else {
+                return false;
+            };
+            *last.borrow_mut() = out.clone();
+            let (status, ss) = out.split_once("--- ss").unwrap_or((&out, ""));
+            let pid = serde_json::from_str::<blargh_proto::control::Reply>(status.trim())
+                .ok()
+                .and_then(|r| match r {
+                    blargh_proto::control::Reply::Status(s) => s.pid,
+                    _ => None,
+                });
+            let Some(pid) = pid else { return false };
+            let mine = format!("pid={pid},");
+            ss.lines().filter(|l| l.contains(&mine)).count() >= clients
+        },
+        || format!("last seen in the guest:\n{}", last.borrow()),
+    );
+}
+
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "command failed:\n{}", text(out));
     text(out)
@@ -92,8 +128,13 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(body(c.vm, "/").starts_with("hello from v1 "));
 
     // v2 then a rollback, under keep-alive load through the VM's port 80.
-    let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", vm.http_port(80)), 8, 1).unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    let wrk = Wrk::start(
+        &format!("http://127.0.0.1:{}/", vm.http_port(80)),
+        CLIENTS as u32,
+        1,
+    )
+    .unwrap();
+    wait_for_load_on_current(&vm, CLIENTS);
     let out = ok(&c.deploy(&v2, "second"));
     eprintln!("{out}");
     assert!(
@@ -101,11 +142,11 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
         "{}",
         body(c.vm, "/")
     );
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
     let out = ok(&c.run(&["rollback"], None));
     assert!(out.contains("is serving"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v1 "));
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
 
     // env set reaches the app with zero downtime; the value is never shown.
     let secret = "s3cr3t-greeting-7731";
@@ -115,7 +156,7 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     ));
     assert!(!out.contains(secret), "{out}");
     assert_eq!(body(c.vm, "/greeting").trim(), secret);
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
     let report = wrk.finish().unwrap();
     eprintln!("{}", report.raw);
     assert!(report.requests > 100, "{}", report.raw);
@@ -191,24 +232,49 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(out.contains("activated"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v2 "));
 
-    // Two deploys at once: one holds the lock, the other is refused with its holder.
+    // Two deploys at once: one holds the lock, the other is refused naming the holder's
+    // message. A before_activate that sleeps keeps the lock held for seconds, longer than
+    // the gap between the two starts, so both deploys overlap on every run.
+    let manifest = c.dir.path().join("Cargo.toml");
+    let with_migration = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        with_migration.replace(
+            "before_activate = [\"{bin}\", \"migrate\"]",
+            "before_activate = [\"sh\", \"-c\", \"sleep 3\"]",
+        ),
+    )
+    .unwrap();
     let (a, b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| c.deploy(&v1, "racer one"));
         let b = scope.spawn(|| c.deploy(&v3, "racer two"));
         (a.join().unwrap(), b.join().unwrap())
     });
-    let refused: Vec<&Output> = [&a, &b]
-        .into_iter()
-        .filter(|o| !o.status.success())
-        .collect();
-    assert!(refused.len() <= 1, "at least one deploy goes through");
-    if let Some(r) = refused.first() {
-        assert!(
-            text(r).contains("held by") && text(r).contains("racer"),
-            "{}",
-            text(r)
-        );
-    }
+    std::fs::write(&manifest, with_migration).unwrap();
+    let (winner, refused, other_message, version) = match (a.status.success(), b.status.success()) {
+        (true, false) => (&a, &b, "racer one", "v1"),
+        (false, true) => (&b, &a, "racer two", "v3"),
+        _ => panic!(
+            "exactly one of two simultaneous deploys must be refused by the lock:\n\
+             --- racer one ({}):\n{}\n--- racer two ({}):\n{}",
+            a.status,
+            text(&a),
+            b.status,
+            text(&b)
+        ),
+    };
+    assert_eq!(refused.status.code(), Some(1), "{}", text(refused));
+    assert!(
+        text(refused).contains("held by") && text(refused).contains(other_message),
+        "the refused deploy names the holder's message {other_message:?}:\n{}",
+        text(refused)
+    );
+    assert!(text(winner).contains("activated"), "{}", text(winner));
+    assert!(
+        body(c.vm, "/").starts_with(&format!("hello from {version} ")),
+        "the winner ({version}) serves: {}",
+        body(c.vm, "/")
+    );
 
     // Hooks: a failing pre-deploy hook stops the deploy before anything is sent;
     // post-deploy learns the result.

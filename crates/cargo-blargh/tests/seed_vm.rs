@@ -35,16 +35,10 @@ fn agent_status(vm: &Vm, user: &str) -> Result<String, std::io::Error> {
     )
 }
 
-fn wait_until(what: &str, vm: &Vm, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(
-            t0.elapsed() < timeout,
-            "{what} did not happen within {timeout:?}; console:\n{}",
-            vm.console_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_until(what: &str, vm: &Vm, timeout: Duration, ok: impl FnMut() -> bool) {
+    test_support::wait::wait_until_or_explain(timeout, what, ok, || {
+        format!("console:\n{}", vm.console_tail(30))
+    });
 }
 
 fn serves(vm: &Vm, version: &str) -> bool {

@@ -229,6 +229,45 @@ impl TestAgent {
         }
     }
 
+    /// Waits until at least `clients` established connections on the `web` port are held
+    /// by the current release's process: a load generator's keep-alive connections have
+    /// reached the release that is current now (after a switch, the old one closed them
+    /// and they reconnected to the new one).
+    ///
+    /// # Panics
+    /// After `timeout`, with the agent's log.
+    pub fn wait_for_clients_on_current(&self, clients: usize, timeout: Duration) {
+        let last = std::cell::RefCell::new(String::new());
+        crate::wait::wait_until_or_explain(
+            timeout,
+            &format!("{clients} client connections served by the current release"),
+            || {
+                let st = self.status();
+                let Some(pid) = st.pid else {
+                    *last.borrow_mut() = format!("no current process: {st:?}");
+                    return false;
+                };
+                match crate::conns::served_by(pid, self.port) {
+                    Ok(n) => {
+                        *last.borrow_mut() = format!("pid {pid} holds {n}");
+                        n >= clients
+                    }
+                    Err(e) => {
+                        *last.borrow_mut() = e.to_string();
+                        false
+                    }
+                }
+            },
+            || {
+                format!(
+                    "last seen: {}\nagent log:\n{}",
+                    last.borrow(),
+                    self.agent_log()
+                )
+            },
+        );
+    }
+
     /// What the agent printed.
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
