@@ -2,8 +2,9 @@
 //! seed → deploy v1 → deploy v2 under keep-alive load → rollback under load, with zero
 //! failed requests; a redeploy of the same build sends nothing, a one-literal change sends
 //! a small delta; a failing `before_activate` leaves the old release serving and shows its
-//! output; a held lock refuses a deploy with the holder's name and message; `env set`
-//! reaches the app without a failed request and its value shows up in no log or status.
+//! output; a held lock refuses a deploy with the holder's name and message, and of two
+//! simultaneous deploys exactly one goes through; `env set` reaches the app without a
+//! failed request and its value shows up in no log or status.
 
 use std::io::Write;
 use std::path::Path;
@@ -103,6 +104,52 @@ fn wait_for_load_on_current(vm: &Vm, clients: usize) {
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "command failed:\n{}", text(out));
     text(out)
+}
+
+/// Two deploys at once (`v1` as "racer one", `v3` as "racer two"): one holds the lock, the
+/// other is refused naming the holder's message, and the winner's release serves. The
+/// app's Cargo.toml (in `c.dir`) must have `before_activate = ["{bin}", "migrate"]`.
+fn two_deploys_at_once(c: &Ctx, v1: &Path, v3: &Path) {
+    // A slow migration (before_activate sleeps, then migrates) keeps the lock held for
+    // seconds, longer than the gap between the two starts: they overlap on every run.
+    let manifest = c.dir.path().join("Cargo.toml");
+    let with_migration = std::fs::read_to_string(&manifest).unwrap();
+    let slow = with_migration.replace(
+        "before_activate = [\"{bin}\", \"migrate\"]",
+        "before_activate = [\"sh\", \"-c\", \"sleep 3 && exec $0 migrate\", \"{bin}\"]",
+    );
+    assert_ne!(slow, with_migration, "the slow migration is configured");
+    std::fs::write(&manifest, slow).unwrap();
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| c.deploy(v1, "racer one"));
+        let b = scope.spawn(|| c.deploy(v3, "racer two"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    std::fs::write(&manifest, with_migration).unwrap();
+    let (winner, refused, other_message, version) = match (a.status.success(), b.status.success()) {
+        (true, false) => (&a, &b, "racer one", "v1"),
+        (false, true) => (&b, &a, "racer two", "v3"),
+        _ => panic!(
+            "exactly one of two simultaneous deploys must be refused by the lock:\n\
+             --- racer one ({}):\n{}\n--- racer two ({}):\n{}",
+            a.status,
+            text(&a),
+            b.status,
+            text(&b)
+        ),
+    };
+    assert_eq!(refused.status.code(), Some(1), "{}", text(refused));
+    assert!(
+        text(refused).contains("held by") && text(refused).contains(other_message),
+        "the refused deploy names the holder's message {other_message:?}:\n{}",
+        text(refused)
+    );
+    assert!(text(winner).contains("activated"), "{}", text(winner));
+    assert!(
+        body(c.vm, "/").starts_with(&format!("hello from {version} ")),
+        "the winner ({version}) serves: {}",
+        body(c.vm, "/")
+    );
 }
 
 #[test]
@@ -232,49 +279,7 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(out.contains("activated"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v2 "));
 
-    // Two deploys at once: one holds the lock, the other is refused naming the holder's
-    // message. A before_activate that sleeps keeps the lock held for seconds, longer than
-    // the gap between the two starts, so both deploys overlap on every run.
-    let manifest = c.dir.path().join("Cargo.toml");
-    let with_migration = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        with_migration.replace(
-            "before_activate = [\"{bin}\", \"migrate\"]",
-            "before_activate = [\"sh\", \"-c\", \"sleep 3\"]",
-        ),
-    )
-    .unwrap();
-    let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| c.deploy(&v1, "racer one"));
-        let b = scope.spawn(|| c.deploy(&v3, "racer two"));
-        (a.join().unwrap(), b.join().unwrap())
-    });
-    std::fs::write(&manifest, with_migration).unwrap();
-    let (winner, refused, other_message, version) = match (a.status.success(), b.status.success()) {
-        (true, false) => (&a, &b, "racer one", "v1"),
-        (false, true) => (&b, &a, "racer two", "v3"),
-        _ => panic!(
-            "exactly one of two simultaneous deploys must be refused by the lock:\n\
-             --- racer one ({}):\n{}\n--- racer two ({}):\n{}",
-            a.status,
-            text(&a),
-            b.status,
-            text(&b)
-        ),
-    };
-    assert_eq!(refused.status.code(), Some(1), "{}", text(refused));
-    assert!(
-        text(refused).contains("held by") && text(refused).contains(other_message),
-        "the refused deploy names the holder's message {other_message:?}:\n{}",
-        text(refused)
-    );
-    assert!(text(winner).contains("activated"), "{}", text(winner));
-    assert!(
-        body(c.vm, "/").starts_with(&format!("hello from {version} ")),
-        "the winner ({version}) serves: {}",
-        body(c.vm, "/")
-    );
+    two_deploys_at_once(&c, &v1, &v3);
 
     // Hooks: a failing pre-deploy hook stops the deploy before anything is sent;
     // post-deploy learns the result.
