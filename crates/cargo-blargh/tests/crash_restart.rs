@@ -1,51 +1,120 @@
-//! Crashes: a `kill -9`ed release is restarted while connections wait in the agent's socket
-//! backlog (none refused); a release that keeps crashing is left alone after a few tries.
+//! Crashes: a `kill -9`ed release is restarted while connections opened during the outage
+//! wait in the agent's socket backlog (none refused, all answered by the restarted
+//! release); a release that keeps crashing is left alone after a few tries; the app never
+//! runs as root.
 
 use std::time::Duration;
 
+use blargh_agent::supervisor::backoff;
 use blargh_proto::control::AppState;
 use test_support::agent::{AgentOptions, TestAgent, running_as_root, signal};
 use test_support::hello::{self, Profile};
 use test_support::http;
+use test_support::wait::holds_for;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
+/// How long the restarted release warms up before it accepts: the outage during which
+/// connections must queue.
+const WARMUP_MS: u64 = 1500;
+
+/// The uid the agent runs the app as: `nobody`'s when the tests run as root (the agent is
+/// given `--user nobody`), else ours (an unprivileged agent cannot change user).
+fn expected_app_uid() -> u32 {
+    if running_as_root() {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.first() == Some(&"nobody")).then(|| f[2].parse().unwrap())
+            })
+            .expect("a nobody user in /etc/passwd")
+    } else {
+        uids(std::process::id())[0]
+    }
+}
+
+/// Real, effective, saved and filesystem uids of `pid`.
+fn uids(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|u| u.parse().unwrap())
+        .collect()
+}
+
 #[test]
-fn a_killed_release_is_restarted_and_waiting_connections_succeed() {
+fn the_app_runs_as_the_unprivileged_user_never_root() {
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let agent = TestAgent::start(BIN, AgentOptions::default());
     let id = agent.receive(&v1, "v1");
     agent.activate(&id).unwrap();
+    let pid = agent.status().pid.unwrap();
+    let want = expected_app_uid();
+    eprintln!(
+        "tests run as {}: the app must run as uid {want}",
+        if running_as_root() { "root" } else { "a user" }
+    );
+    assert_ne!(want, 0, "the app's user must not be root");
+    assert_eq!(uids(pid), vec![want; 4], "uids of the app (pid {pid})");
+}
+
+#[test]
+fn a_killed_release_is_restarted_and_waiting_connections_succeed() {
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let agent = TestAgent::start(
+        BIN,
+        AgentOptions {
+            env: vec![("HELLO_WARMUP_MS".into(), WARMUP_MS.to_string())],
+            ..Default::default()
+        },
+    );
+    let id = agent.receive(&v1, "v1");
+    agent.activate(&id).unwrap();
     let before = agent.status().pid.unwrap();
-    if running_as_root() {
-        let status = std::fs::read_to_string(format!("/proc/{before}/status")).unwrap();
-        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+
+    signal(before, "KILL").unwrap();
+    // The agent notices, and restarts the release, which warms up before it accepts.
+    agent.wait_for(
+        "the agent to notice the crash",
+        Duration::from_secs(10),
+        |s| s.state == AppState::Starting && s.pid.is_none(),
+    );
+    // Connect now, while nothing accepts: the agent's socket queues the connections.
+    let port = agent.port();
+    let pending: Vec<http::Pending> = (0..20)
+        .map(|i| http::send(port, "/").unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let st = agent.status();
+    assert!(
+        st.state == AppState::Starting && st.pid.is_none(),
+        "all 20 connections were opened while the app was down; status now {st:?}"
+    );
+    for (i, p) in pending.iter().enumerate() {
         assert!(
-            !uid.split_whitespace().skip(1).any(|u| u == "0"),
-            "app runs as root: {uid}"
+            !p.answered_yet().unwrap(),
+            "connection {i} was answered while the app was down"
         );
     }
 
-    signal(before, "KILL");
-    // Connect at once, while nothing accepts: the agent's socket queues the connections.
-    let port = agent.port();
-    let clients: Vec<_> = (0..20)
-        .map(|_| std::thread::spawn(move || http::get(port, "/")))
-        .collect();
-    let mut refused = 0;
-    for c in clients {
-        match c.join().unwrap() {
-            Ok(r) => assert!(r.body.starts_with("hello from v1 "), "{}", r.body),
-            Err(e) => {
-                eprintln!("request failed: {e}");
-                refused += 1;
-            }
-        }
+    // All of them are answered by the restarted release.
+    for (i, p) in pending.into_iter().enumerate() {
+        let r = p
+            .response()
+            .unwrap_or_else(|e| panic!("queued connection {i} failed: {e}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.starts_with("hello from v1 "), "{}", r.body);
+        assert!(
+            r.elapsed >= Duration::from_millis(WARMUP_MS / 2),
+            "connection {i} waited only {:?}: it did not wait for the restart",
+            r.elapsed
+        );
     }
-    assert_eq!(refused, 0, "connections refused or failed while restarting");
-    let st = agent.wait_for("the restart", Duration::from_secs(10), |s| {
-        s.state == AppState::Running && s.pid.is_some_and(|p| p != before)
-    });
+    let st = agent.status();
+    assert_eq!(st.state, AppState::Running);
+    assert!(st.pid.is_some_and(|p| p != before), "{st:?}");
     assert_eq!(st.restarts, 1);
     let audit = agent.audit();
     assert!(
@@ -58,39 +127,52 @@ fn a_killed_release_is_restarted_and_waiting_connections_succeed() {
 
 #[test]
 fn a_crash_loop_stops_restarts_until_a_new_activation() {
+    const MAX_RESTARTS: u32 = 3;
+    const CRASH_AFTER_MS: u64 = 100;
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let agent = TestAgent::start(
         BIN,
         AgentOptions {
-            max_restarts: Some(3),
-            env: vec![("HELLO_CRASH_AFTER_MS".into(), "100".into())],
+            max_restarts: Some(MAX_RESTARTS),
+            env: vec![("HELLO_CRASH_AFTER_MS".into(), CRASH_AFTER_MS.to_string())],
             ..Default::default()
         },
     );
     let id = agent.receive(&v1, "v1");
     agent.activate(&id).unwrap();
-    agent.wait_for("the crash loop", Duration::from_secs(30), |s| {
+    let looped = agent.wait_for("the crash loop", Duration::from_secs(30), |s| {
         s.state == AppState::CrashLoop
     });
+    let crashes = |agent: &TestAgent| agent.audit().iter().filter(|e| e.event == "crash").count();
+    let crashed = MAX_RESTARTS as usize + 1;
+    assert_eq!(crashes(&agent), crashed);
     let audit = agent.audit();
-    assert_eq!(audit.iter().filter(|e| e.event == "crash").count(), 4);
-    let looped = audit
+    let event = audit
         .iter()
         .find(|e| e.event == "crash_loop")
         .expect("crash_loop audited");
     assert!(
-        looped
+        event
             .detail
             .as_deref()
             .unwrap()
             .contains("Deploy a fix or roll back")
     );
-    // No more restarts happen on their own.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        agent.audit().iter().filter(|e| e.event == "crash").count(),
-        4
+
+    // No more restarts happen on their own. Were the agent still restarting, the next
+    // attempt would come after backoff(crashes so far) and the release would be running
+    // (then crash) within CRASH_AFTER_MS of it: watch longer than that, with a margin for
+    // starting the process.
+    let window = backoff(crashed) + Duration::from_millis(CRASH_AFTER_MS) + Duration::from_secs(1);
+    holds_for(
+        window,
+        "the crash loop (no restart, no running process)",
+        || {
+            let s = agent.status();
+            s.state == AppState::CrashLoop && s.pid.is_none() && s.restarts == looped.restarts
+        },
     );
+    assert_eq!(crashes(&agent), crashed, "no crash after the crash loop");
 
     // Fix the configuration and activate again: it serves.
     std::fs::write(agent.root().join("env"), "").unwrap();

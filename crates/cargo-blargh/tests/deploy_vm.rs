@@ -2,17 +2,20 @@
 //! seed → deploy v1 → deploy v2 under keep-alive load → rollback under load, with zero
 //! failed requests; a redeploy of the same build sends nothing, a one-literal change sends
 //! a small delta; a failing `before_activate` leaves the old release serving and shows its
-//! output; a held lock refuses a deploy with the holder's name and message; `env set`
-//! reaches the app without a failed request and its value shows up in no log or status.
+//! output; a held lock refuses a deploy with the holder's name and message, and of two
+//! simultaneous deploys exactly one goes through; `env set` reaches the app without a
+//! failed request and its value shows up in no log or status.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use test_support::hello::{self, Profile};
 use test_support::load::Wrk;
 use test_support::remote::{Cli, text};
-use test_support::vm::{Init, Vm, one_at_a_time, skip_vm_tests};
+use test_support::vm::{Init, Vm, one_at_a_time};
+use test_support::wait::wait_until_or_explain;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
@@ -64,16 +67,94 @@ impl Ctx<'_> {
     }
 }
 
+/// wrk's keep-alive connections through the VM's port 80.
+const CLIENTS: usize = 8;
+
+/// Waits until `clients` established connections to the guest's port 80 are held by the
+/// process the agent runs as the current release (`ss -p` in the guest): the load is on,
+/// and after a switch it has moved to the new release.
+fn wait_for_load_on_current(vm: &Vm, clients: usize) {
+    let last = std::cell::RefCell::new(String::new());
+    wait_until_or_explain(
+        Duration::from_secs(60),
+        &format!("{clients} connections on guest port 80 held by the current release"),
+        || {
+            let Ok(out) = vm.ssh_ok(
+                "/var/lib/blargh/hello/agent/blargh agent ctl --root /var/lib/blargh/hello \
+                 --json status; echo '--- ss'; ss -Htnp state established '( sport = :80 )'",
+            ) else {
+                return false;
+            };
+            *last.borrow_mut() = out.clone();
+            let (status, ss) = out.split_once("--- ss").unwrap_or((&out, ""));
+            let pid = serde_json::from_str::<blargh_proto::control::Reply>(status.trim())
+                .ok()
+                .and_then(|r| match r {
+                    blargh_proto::control::Reply::Status(s) => s.pid,
+                    _ => None,
+                });
+            let Some(pid) = pid else { return false };
+            let mine = format!("pid={pid},");
+            ss.lines().filter(|l| l.contains(&mine)).count() >= clients
+        },
+        || format!("last seen in the guest:\n{}", last.borrow()),
+    );
+}
+
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "command failed:\n{}", text(out));
     text(out)
 }
 
+/// Two deploys at once (`v1` as "racer one", `v3` as "racer two"): one holds the lock, the
+/// other is refused naming the holder's message, and the winner's release serves. The
+/// app's Cargo.toml (in `c.dir`) must have `before_activate = ["{bin}", "migrate"]`.
+fn two_deploys_at_once(c: &Ctx, v1: &Path, v3: &Path) {
+    // A slow migration (before_activate sleeps, then migrates) keeps the lock held for
+    // seconds, longer than the gap between the two starts: they overlap on every run.
+    let manifest = c.dir.path().join("Cargo.toml");
+    let with_migration = std::fs::read_to_string(&manifest).unwrap();
+    let slow = with_migration.replace(
+        "before_activate = [\"{bin}\", \"migrate\"]",
+        "before_activate = [\"sh\", \"-c\", \"sleep 3 && exec $0 migrate\", \"{bin}\"]",
+    );
+    assert_ne!(slow, with_migration, "the slow migration is configured");
+    std::fs::write(&manifest, slow).unwrap();
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| c.deploy(v1, "racer one"));
+        let b = scope.spawn(|| c.deploy(v3, "racer two"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    std::fs::write(&manifest, with_migration).unwrap();
+    let (winner, refused, other_message, version) = match (a.status.success(), b.status.success()) {
+        (true, false) => (&a, &b, "racer one", "v1"),
+        (false, true) => (&b, &a, "racer two", "v3"),
+        _ => panic!(
+            "exactly one of two simultaneous deploys must be refused by the lock:\n\
+             --- racer one ({}):\n{}\n--- racer two ({}):\n{}",
+            a.status,
+            text(&a),
+            b.status,
+            text(&b)
+        ),
+    };
+    assert_eq!(refused.status.code(), Some(1), "{}", text(refused));
+    assert!(
+        text(refused).contains("held by") && text(refused).contains(other_message),
+        "the refused deploy names the holder's message {other_message:?}:\n{}",
+        text(refused)
+    );
+    assert!(text(winner).contains("activated"), "{}", text(winner));
+    assert!(
+        body(c.vm, "/").starts_with(&format!("hello from {version} ")),
+        "the winner ({version}) serves: {}",
+        body(c.vm, "/")
+    );
+}
+
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn deploy_rollback_env_and_lock_on_a_systemd_server() {
-    if skip_vm_tests("deploy_rollback_env_and_lock_on_a_systemd_server") {
-        return;
-    }
     let _one = one_at_a_time();
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let v2 = hello::build("v2", Profile::Debug).unwrap();
@@ -94,8 +175,13 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(body(c.vm, "/").starts_with("hello from v1 "));
 
     // v2 then a rollback, under keep-alive load through the VM's port 80.
-    let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", vm.http_port(80)), 8, 1).unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    let wrk = Wrk::start(
+        &format!("http://127.0.0.1:{}/", vm.http_port(80)),
+        CLIENTS as u32,
+        1,
+    )
+    .unwrap();
+    wait_for_load_on_current(&vm, CLIENTS);
     let out = ok(&c.deploy(&v2, "second"));
     eprintln!("{out}");
     assert!(
@@ -103,11 +189,11 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
         "{}",
         body(c.vm, "/")
     );
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
     let out = ok(&c.run(&["rollback"], None));
     assert!(out.contains("is serving"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v1 "));
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
 
     // env set reaches the app with zero downtime; the value is never shown.
     let secret = "s3cr3t-greeting-7731";
@@ -117,7 +203,7 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     ));
     assert!(!out.contains(secret), "{out}");
     assert_eq!(body(c.vm, "/greeting").trim(), secret);
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_for_load_on_current(&vm, CLIENTS);
     let report = wrk.finish().unwrap();
     eprintln!("{}", report.raw);
     assert!(report.requests > 100, "{}", report.raw);
@@ -193,24 +279,7 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
     assert!(out.contains("activated"), "{out}");
     assert!(body(c.vm, "/").starts_with("hello from v2 "));
 
-    // Two deploys at once: one holds the lock, the other is refused with its holder.
-    let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| c.deploy(&v1, "racer one"));
-        let b = scope.spawn(|| c.deploy(&v3, "racer two"));
-        (a.join().unwrap(), b.join().unwrap())
-    });
-    let refused: Vec<&Output> = [&a, &b]
-        .into_iter()
-        .filter(|o| !o.status.success())
-        .collect();
-    assert!(refused.len() <= 1, "at least one deploy goes through");
-    if let Some(r) = refused.first() {
-        assert!(
-            text(r).contains("held by") && text(r).contains("racer"),
-            "{}",
-            text(r)
-        );
-    }
+    two_deploys_at_once(&c, &v1, &v3);
 
     // Hooks: a failing pre-deploy hook stops the deploy before anything is sent;
     // post-deploy learns the result.
@@ -255,10 +324,8 @@ fn deploy_rollback_env_and_lock_on_a_systemd_server() {
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn a_host_that_fails_rolls_back_the_hosts_that_switched() {
-    if skip_vm_tests("a_host_that_fails_rolls_back_the_hosts_that_switched") {
-        return;
-    }
     let _one = one_at_a_time();
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let v2 = hello::build("v2", Profile::Debug).unwrap();

@@ -38,7 +38,8 @@ fn broken_releases_are_rejected_while_the_old_one_serves() {
     let good = agent.receive(&v1, "v1");
     agent.activate(&good).unwrap();
     let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", agent.port()), 16, 1).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The load is on before the broken releases come.
+    agent.wait_for_clients_on_current(16, Duration::from_secs(15));
 
     let bad = agent.receive(&exits, "exits");
     let err = agent.activate(&bad).unwrap_err();
@@ -93,6 +94,8 @@ fn broken_releases_are_rejected_while_the_old_one_serves() {
     assert_eq!(st.state, AppState::Running);
     assert_eq!(st.current.unwrap().id, good);
 
+    // wrk is still connected to the release that kept serving.
+    agent.wait_for_clients_on_current(16, Duration::from_secs(15));
     let report = wrk.finish().unwrap();
     assert!(report.requests > 100, "{}", report.raw);
     assert_eq!(report.failures(), 0, "failed requests:\n{}", report.raw);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use test_support::hello::{self, Profile};
 use test_support::remote::{Cli, ship_release, text};
-use test_support::vm::{Init, Vm, one_at_a_time, skip_vm_tests};
+use test_support::vm::{Init, Vm, one_at_a_time};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 const AGENT: &str = "/var/lib/blargh/hello/agent/blargh";
@@ -35,16 +35,10 @@ fn agent_status(vm: &Vm, user: &str) -> Result<String, std::io::Error> {
     )
 }
 
-fn wait_until(what: &str, vm: &Vm, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(
-            t0.elapsed() < timeout,
-            "{what} did not happen within {timeout:?}; console:\n{}",
-            vm.console_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_until(what: &str, vm: &Vm, timeout: Duration, ok: impl FnMut() -> bool) {
+    test_support::wait::wait_until_or_explain(timeout, what, ok, || {
+        format!("console:\n{}", vm.console_tail(30))
+    });
 }
 
 fn serves(vm: &Vm, version: &str) -> bool {
@@ -166,17 +160,13 @@ fn seed_scenario(init: Init) {
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn seed_a_systemd_server() {
-    if skip_vm_tests("seed_a_systemd_server") {
-        return;
-    }
     seed_scenario(Init::Systemd);
 }
 
 #[test]
+#[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn seed_an_openrc_server() {
-    if skip_vm_tests("seed_an_openrc_server") {
-        return;
-    }
     seed_scenario(Init::OpenRc);
 }

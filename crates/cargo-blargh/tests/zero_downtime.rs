@@ -11,6 +11,12 @@ use test_support::load::Wrk;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
+/// wrk's keep-alive connections.
+const CLIENTS: usize = 16;
+
+/// Long enough for every wrk connection to reconnect to a new release on a busy machine.
+const MOVE: Duration = Duration::from_secs(15);
+
 fn answers_from(port: u16, version: &str) {
     let r = http::get(port, "/").expect("GET /");
     assert_eq!(r.status, 200);
@@ -31,8 +37,14 @@ fn twenty_activations_and_five_rollbacks_under_load_fail_no_request() {
     agent.activate(&r1).unwrap();
     answers_from(agent.port(), "v1");
 
-    let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", agent.port()), 16, 1).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let wrk = Wrk::start(
+        &format!("http://127.0.0.1:{}/", agent.port()),
+        CLIENTS as u32,
+        1,
+    )
+    .unwrap();
+    // The load is on before the first switch.
+    agent.wait_for_clients_on_current(CLIENTS, MOVE);
     for i in 0..20 {
         let (id, version) = if i % 2 == 0 { (&r2, "v2") } else { (&r1, "v1") };
         let a = agent
@@ -40,7 +52,8 @@ fn twenty_activations_and_five_rollbacks_under_load_fail_no_request() {
             .unwrap_or_else(|e| panic!("activation {i} failed: {e:?}\n{}", agent.agent_log()));
         assert_eq!(&a.release, id);
         answers_from(agent.port(), version);
-        std::thread::sleep(Duration::from_millis(150));
+        // Every keep-alive connection has moved to the new release before the next switch.
+        agent.wait_for_clients_on_current(CLIENTS, MOVE);
     }
     // The 20th activation left v1 current and v2 previous: rollbacks alternate.
     for i in 0..5 {
@@ -49,9 +62,8 @@ fn twenty_activations_and_five_rollbacks_under_load_fail_no_request() {
             .rollback(None)
             .unwrap_or_else(|e| panic!("rollback {i} failed: {e:?}"));
         answers_from(agent.port(), version);
-        std::thread::sleep(Duration::from_millis(150));
+        agent.wait_for_clients_on_current(CLIENTS, MOVE);
     }
-    std::thread::sleep(Duration::from_millis(300));
     let report = wrk.finish().unwrap();
     eprintln!("{}", report.raw);
     assert!(report.requests > 1000, "load was sustained: {}", report.raw);

@@ -229,6 +229,45 @@ impl TestAgent {
         }
     }
 
+    /// Waits until at least `clients` established connections on the `web` port are held
+    /// by the current release's process: a load generator's keep-alive connections have
+    /// reached the release that is current now (after a switch, the old one closed them
+    /// and they reconnected to the new one).
+    ///
+    /// # Panics
+    /// After `timeout`, with the agent's log.
+    pub fn wait_for_clients_on_current(&self, clients: usize, timeout: Duration) {
+        let last = std::cell::RefCell::new(String::new());
+        crate::wait::wait_until_or_explain(
+            timeout,
+            &format!("{clients} client connections served by the current release"),
+            || {
+                let st = self.status();
+                let Some(pid) = st.pid else {
+                    *last.borrow_mut() = format!("no current process: {st:?}");
+                    return false;
+                };
+                match crate::conns::served_by(pid, self.port) {
+                    Ok(n) => {
+                        *last.borrow_mut() = format!("pid {pid} holds {n}");
+                        n >= clients
+                    }
+                    Err(e) => {
+                        *last.borrow_mut() = e.to_string();
+                        false
+                    }
+                }
+            },
+            || {
+                format!(
+                    "last seen: {}\nagent log:\n{}",
+                    last.borrow(),
+                    self.agent_log()
+                )
+            },
+        );
+    }
+
     /// What the agent printed.
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -243,16 +282,32 @@ fn activation(reply: Reply) -> Result<Activation, ControlError> {
     }
 }
 
-/// Sends `signal` (e.g. "KILL", "TERM") to `pid`.
-pub fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
+/// Sends `signal` (e.g. "KILL", "TERM") to `pid` with kill(1).
+///
+/// # Errors
+/// When `kill` cannot run or fails (no such process, not permitted, unknown signal); the
+/// message names the pid, the signal and what kill said. A test that meant to kill
+/// something must not carry on as if it had.
+pub fn signal(pid: u32, signal: &str) -> io::Result<()> {
+    let out = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
-        .status();
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run kill(1): {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "kill -{signal} {pid} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 impl Drop for TestAgent {
     fn drop(&mut self) {
-        signal(self.child.id(), "TERM");
+        // The agent may have exited already; SIGKILL below is the fallback either way.
+        let _ = signal(self.child.id(), "TERM");
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(15) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -262,5 +317,33 @@ impl Drop for TestAgent {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_reaches_a_live_process() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        signal(child.id(), "KILL").unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status}");
+    }
+
+    #[test]
+    fn a_failed_kill_is_an_error() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap(); // reaped: the pid names no process now
+        let e = signal(pid, "TERM").unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("kill -TERM {pid} failed")),
+            "{e}"
+        );
+        let e = signal(std::process::id(), "NOSUCHSIGNAL").unwrap_err();
+        assert!(e.to_string().contains("NOSUCHSIGNAL"), "{e}");
     }
 }

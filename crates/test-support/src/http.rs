@@ -18,16 +18,50 @@ pub struct Response {
 
 /// `GET path` on 127.0.0.1:port with `Connection: close`.
 pub fn get(port: u16, path: &str) -> io::Result<Response> {
+    send(port, path)?.response()
+}
+
+/// A request sent on an open connection whose response has not been read yet.
+#[derive(Debug)]
+pub struct Pending {
+    stream: TcpStream,
+    t0: Instant,
+}
+
+/// Connects to 127.0.0.1:port and sends `GET path` with `Connection: close`, without
+/// waiting for the answer: the connection is established (by the kernel, in the listening
+/// socket's backlog, even when no process is accepting) when this returns.
+pub fn send(port: u16, path: &str) -> io::Result<Pending> {
     let t0 = Instant::now();
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
-        s,
+        stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    parse(&raw, t0.elapsed())
+    Ok(Pending { stream, t0 })
+}
+
+impl Pending {
+    /// True when some of the response has arrived (or the peer closed), without waiting.
+    pub fn answered_yet(&self) -> io::Result<bool> {
+        self.stream.set_nonblocking(true)?;
+        let mut byte = [0u8; 1];
+        let r = self.stream.peek(&mut byte);
+        self.stream.set_nonblocking(false)?;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the whole response (up to 30 s).
+    pub fn response(mut self) -> io::Result<Response> {
+        let mut raw = Vec::new();
+        self.stream.read_to_end(&mut raw)?;
+        parse(&raw, self.t0.elapsed())
+    }
 }
 
 /// Opens `GET path` and returns the stream positioned after the response headers, for

@@ -1,11 +1,14 @@
 //! Shared setup for blargh's tests, so no test file repeats it: built releases of
-//! examples/hello, a running agent, load generators (wrk), a throwaway sshd, and VMs.
+//! examples/hello, a running agent, load generators (wrk), a throwaway sshd, VMs, and
+//! waiting for conditions instead of sleeping.
 pub mod sshd;
 
 pub mod agent;
 pub mod browser;
+pub mod conns;
 pub mod hello;
 pub mod http;
 pub mod load;
 pub mod remote;
 pub mod vm;
+pub mod wait;

@@ -74,67 +74,88 @@ impl Wrk {
     }
 
     /// Stops wrk (SIGINT, after which it prints its report) and parses the report.
+    ///
+    /// # Errors
+    /// When wrk cannot be signalled or waited for, or its report does not parse (see
+    /// [`parse`]): a report we cannot read must not pass as "no failures".
     pub fn finish(self) -> io::Result<WrkReport> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status()?;
+        crate::agent::signal(self.child.id(), "INT")?;
         let out = self.child.wait_with_output()?;
         let raw = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
-        Ok(parse(&raw))
+        parse(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
 /// Parses wrk's text report.
-pub fn parse(raw: &str) -> WrkReport {
+///
+/// # Errors
+/// When the report has no `N requests in T` line, when a number in it does not parse, or
+/// when a socket error kind is not one wrk 4 prints (`connect`, `read`, `write`, `timeout`):
+/// a change in wrk's output must fail the test that reads it, not turn into zeros. The
+/// message names the line and carries the whole report.
+pub fn parse(raw: &str) -> Result<WrkReport, String> {
     let mut r = WrkReport {
         raw: raw.to_string(),
         ..Default::default()
     };
+    let bad = |what: &str, line: &str| {
+        format!("wrk's report: cannot read {what} in line {line:?}; the whole report:\n{raw}")
+    };
+    let mut saw_total = false;
     for line in raw.lines() {
         let t = line.trim();
         let words: Vec<&str> = t.split_whitespace().collect();
         if t.contains(" requests in ") {
-            r.requests = words[0].parse().unwrap_or(0);
+            r.requests = words[0].parse().map_err(|_| bad("the request count", t))?;
+            saw_total = true;
         } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
-            r.non_2xx = v.trim().parse().unwrap_or(0);
+            r.non_2xx = v.trim().parse().map_err(|_| bad("the non-2xx count", t))?;
         } else if let Some(v) = t.strip_prefix("Socket errors:") {
             for part in v.split(',') {
                 let mut kv = part.split_whitespace();
-                let (Some(k), Some(n)) = (kv.next(), kv.next()) else {
-                    continue;
+                let (Some(k), Some(n), None) = (kv.next(), kv.next(), kv.next()) else {
+                    return Err(bad("a socket error count", t));
                 };
-                let n = n.parse().unwrap_or(0);
+                let n = n
+                    .parse()
+                    .map_err(|_| bad(&format!("the {k} error count"), t))?;
                 match k {
                     "connect" => r.connect_errors = n,
                     "read" => r.read_errors = n,
                     "write" => r.write_errors = n,
                     "timeout" => r.timeouts = n,
-                    _ => {}
+                    _ => return Err(bad(&format!("socket error kind {k:?}"), t)),
                 }
             }
         } else if let Some(v) = t.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().unwrap_or(0.0);
+            r.rps = v.trim().parse().map_err(|_| bad("requests/sec", t))?;
         } else if words.first() == Some(&"50%") {
-            r.p50_ms = millis(words.get(1).copied().unwrap_or(""));
+            r.p50_ms = millis(words.get(1).copied().unwrap_or("")).ok_or_else(|| bad("p50", t))?;
         } else if words.first() == Some(&"99%") {
-            r.p99_ms = millis(words.get(1).copied().unwrap_or(""));
+            r.p99_ms = millis(words.get(1).copied().unwrap_or("")).ok_or_else(|| bad("p99", t))?;
         } else if words.first() == Some(&"Latency") && words.len() >= 4 {
-            r.max_ms = millis(words[3]);
+            r.max_ms = millis(words[3]).ok_or_else(|| bad("the slowest latency", t))?;
         }
     }
-    r
+    if !saw_total {
+        return Err(format!(
+            "wrk's report has no \"N requests in T\" line (did wrk run?):\n{raw}"
+        ));
+    }
+    Ok(r)
 }
 
-/// `812.00us`, `6.89ms`, `1.20s`, `2.00m` → milliseconds.
-fn millis(s: &str) -> f64 {
+/// `812.00us`, `6.89ms`, `1.20s`, `2.00m` → milliseconds; `None` for anything else.
+fn millis(s: &str) -> Option<f64> {
     let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    let v: f64 = num.parse().ok()?;
     match unit {
-        "us" => v / 1000.0,
-        "ms" => v,
-        "s" => v * 1000.0,
-        "m" => v * 60_000.0,
-        _ => f64::NAN,
+        "us" => Some(v / 1000.0),
+        "ms" => Some(v),
+        "s" => Some(v * 1000.0),
+        "m" => Some(v * 60_000.0),
+        _ => None,
     }
 }
 
@@ -145,7 +166,7 @@ mod tests {
     #[test]
     fn parses_a_report_with_errors() {
         let raw = "Running 30s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     6.81ms    3.36ms   1.20s   65.00%\n    Req/Sec   585.15    126.52     0.95k    85.00%\n  Latency Distribution\n     50%  812.00us\n     75%    9.05ms\n     90%   10.93ms\n     99%   16.02ms\n  1166 requests in 2.00s, 3.69MB read\n  Socket errors: connect 0, read 2, write 1, timeout 0\n  Non-2xx or 3xx responses: 3\nRequests/sec:    582.11\n";
-        let r = parse(raw);
+        let r = parse(raw).unwrap();
         assert_eq!(r.requests, 1166);
         assert_eq!(r.read_errors, 2);
         assert_eq!(r.write_errors, 1);
@@ -154,5 +175,51 @@ mod tests {
         assert!((r.p50_ms - 0.812).abs() < 1e-9);
         assert!((r.max_ms - 1200.0).abs() < 1e-9);
         assert!((r.rps - 582.11).abs() < 1e-9);
+    }
+
+    const CLEAN: &str = "Running 2s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.00ms    0.10ms   2.00ms   65.00%\n  Latency Distribution\n     50%  1.00ms\n     99%    2.00ms\n  800 requests in 2.00s, 1.00MB read\nRequests/sec:    400.00\n";
+
+    #[test]
+    fn a_report_without_errors_has_zero_failures() {
+        let r = parse(CLEAN).unwrap();
+        assert_eq!(r.requests, 800);
+        assert_eq!(r.failures(), 0);
+    }
+
+    #[test]
+    fn a_count_that_does_not_parse_is_an_error_not_zero() {
+        for (from, to) in [
+            (
+                "Requests/sec:",
+                "Socket errors: connect 0, read lots, write 0, timeout 0\nRequests/sec:",
+            ),
+            (
+                "Requests/sec:",
+                "Socket errors: connect 0, read 1, resets 2\nRequests/sec:",
+            ),
+            (
+                "Requests/sec:",
+                "Socket errors: connect 0 read 1\nRequests/sec:",
+            ),
+            (
+                "Requests/sec:",
+                "Non-2xx or 3xx responses: 1.5k\nRequests/sec:",
+            ),
+            ("800 requests in", "8k requests in"),
+            ("400.00", "fast"),
+            ("50%  1.00ms", "50%  1.00 ms"),
+        ] {
+            let raw = CLEAN.replace(from, to);
+            assert_ne!(raw, CLEAN);
+            let e = parse(&raw).expect_err(&raw);
+            assert!(e.contains("cannot read") && e.contains(&raw), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_report_without_a_total_is_an_error() {
+        let raw = CLEAN.replace("  800 requests in 2.00s, 1.00MB read\n", "");
+        let e = parse(&raw).unwrap_err();
+        assert!(e.contains("requests in"), "{e}");
     }
 }
