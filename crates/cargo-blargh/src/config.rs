@@ -79,7 +79,7 @@ pub fn from_manifest(
         }
         Err(e) => return Err(e.to_string()),
     };
-    settings.app = cfg.app.clone();
+    settings.app = cfg.app.to_string();
     settings.hosts = cfg.hosts.clone();
     settings.env = cfg
         .env
@@ -98,7 +98,7 @@ pub fn from_manifest(
     settings.cache_dir = default_cache(&cfg.app);
     let bin = cfg.bin.clone().unwrap_or_else(|| cfg.package.clone());
     Ok(Target {
-        app: cfg.app.clone(),
+        app: cfg.app.to_string(),
         hosts: cfg.hosts.clone(),
         settings,
         build: Some((dir, cfg.package.clone(), bin, cfg.target.clone())),

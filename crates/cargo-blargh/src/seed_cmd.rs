@@ -111,11 +111,11 @@ async fn seed_async(a: SeedArgs) -> i32 {
     }
 
     let spec = SeedSpec {
-        app: a.app.clone(),
+        app: a.app.parse().expect("checked by check_app_name above"),
         listen: a
             .listen
             .iter()
-            .map(|l| (l.name.to_string(), l.address.clone()))
+            .map(|l| (l.name.clone(), l.address.clone()))
             .collect(),
         ssh_user: ssh_user.clone(),
         agent: Content::new(agent_bytes, "agent executable"),
@@ -242,6 +242,14 @@ async fn doctor_async(a: DoctorArgs) -> i32 {
         REFUSED
     };
     if let Some(app) = &a.app {
+        let app: blargh_proto::AppName = match app.parse() {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: --app {e}");
+                return REFUSED;
+            }
+        };
+        let app = &app;
         let agent = agent_path(app);
         let ctl = format!(
             "{} agent ctl --root {} status",
