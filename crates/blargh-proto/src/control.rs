@@ -310,6 +310,13 @@ pub enum Reply {
     Error(ControlError),
 }
 
+impl Reply {
+    /// True for [`Reply::Error`]: the request failed.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
 /// A failed request, with what a person needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlError {

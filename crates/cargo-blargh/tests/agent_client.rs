@@ -110,3 +110,76 @@ fn another_protocol_version_is_refused_naming_the_older_side() {
         }
     });
 }
+
+/// `agent ctl pipe` as a child process, the way SSH runs it on a server.
+struct PipeTransport {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl client::Transport for PipeTransport {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        stdin.write_all(bytes).await.map_err(|e| e.to_string())?;
+        stdin.flush().await.map_err(|e| e.to_string())
+    }
+
+    async fn recv_line(&mut self) -> Result<Option<String>, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line).await {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line.trim_end().to_string())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn one_pipe_carries_many_requests_and_uploads() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    rt().block_on(async {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["agent", "ctl", "--root"])
+            .arg(agent.root())
+            .arg("pipe")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = PipeTransport {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        let mut c = client::AgentClient::new(t);
+        // Each answer must come back while stdin is still open: the pipe passes replies
+        // on as they arrive, and the agent answers request after request.
+        assert_eq!(c.status().await.unwrap().app.as_str(), "hello");
+        let body = b"#!/bin/sh\nexit 0\n".to_vec();
+        let sha = hex::encode(Sha256::digest(&body));
+        let (m, _) = c
+            .receive(&sha, ReleaseMeta::default(), Encoding::Raw, &body)
+            .await
+            .unwrap();
+        // A refused upload (wrong digest) is skipped whole; the next request still works.
+        let err = c
+            .receive(
+                &"0".repeat(64),
+                ReleaseMeta::default(),
+                Encoding::Raw,
+                &body,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
+        let releases = c.releases().await.unwrap();
+        assert_eq!(releases.len(), 1);
+        assert_eq!(releases[0].manifest.id, m.id);
+        assert!(c.lock_status().await.unwrap().is_none());
+        let mut t = c.into_transport();
+        drop(t.stdin.take());
+        let status = t.child.wait().await.unwrap();
+        assert!(status.success(), "the pipe ends with its input: {status}");
+    });
+}
