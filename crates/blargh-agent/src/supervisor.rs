@@ -1051,32 +1051,6 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_at_once_and_is_capped() {
-        assert_eq!(backoff(0), Duration::ZERO);
-        assert_eq!(backoff(1), Duration::ZERO);
-        assert_eq!(backoff(2), Duration::from_millis(250));
-        assert_eq!(backoff(3), Duration::from_millis(500));
-        assert_eq!(backoff(40), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn exits_are_described_for_people() {
-        assert_eq!(
-            describe_exit(Some(ExitStatus::from_raw(3 << 8))),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(Some(ExitStatus::from_raw(9))),
-            "was killed by signal 9 (SIGKILL)"
-        );
-    }
-}
-
 /// The settings saved by `configure`, if any: `None` when the file does not exist.
 fn load_settings(path: &std::path::Path) -> std::io::Result<Option<AgentSettings>> {
     let bad = |why: String| {
@@ -1114,4 +1088,30 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_once_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_millis(500));
+        assert_eq!(backoff(40), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn exits_are_described_for_people() {
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(3 << 8))),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(9))),
+            "was killed by signal 9 (SIGKILL)"
+        );
+    }
 }
