@@ -153,7 +153,7 @@ impl Facts {
         let (previous, store_error) = match history {
             Ok(all) => (
                 all.into_iter()
-                    .filter(|m| Some(&m.id) != release_id.as_ref())
+                    .filter(|m| Some(m.id.as_str()) != release_id.as_deref())
                     .collect(),
                 None,
             ),
@@ -579,7 +579,7 @@ mod tests {
 
     fn manifest(id: &str, version: &str, message: Option<&str>) -> ReleaseManifest {
         ReleaseManifest {
-            id: id.into(),
+            id: id.parse().unwrap(),
             version: Some(version.into()),
             git_sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
             sha256: "ab".repeat(32),
@@ -595,7 +595,7 @@ mod tests {
     /// directory still without a manifest.
     fn fake_store(dir: &Path, releases: &[ReleaseManifest]) {
         for m in releases {
-            let d = dir.join("releases").join(&m.id);
+            let d = dir.join("releases").join(m.id.as_str());
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("release.json"), m.to_json()).unwrap();
         }
