@@ -183,3 +183,30 @@ fn one_pipe_carries_many_requests_and_uploads() {
         assert!(status.success(), "the pipe ends with its input: {status}");
     });
 }
+
+#[test]
+fn a_refused_upload_is_skipped_whole() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    let socket = agent.root().join("agent.sock");
+    rt().block_on(async {
+        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        // The body looks like a request line: read as one, it would be answered.
+        let body = "{\"v\":2,\"cmd\":\"releases\"}\n";
+        let text = format!(
+            "{{\"v\":2,\"cmd\":\"receive\",\"sha256\":\"bad\",\"size\":{}}}\n{body}\
+             {{\"v\":2,\"cmd\":\"lock\",\"action\":\"status\"}}\n",
+            body.len()
+        );
+        write.write_all(text.as_bytes()).await.unwrap();
+        write.shutdown().await.unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let mut answers = Vec::new();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            answers.push(l);
+        }
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert!(answers[0].contains("is not a sha256"), "{answers:?}");
+        assert!(answers[1].contains("\"reply\":\"lock\""), "{answers:?}");
+    });
+}
