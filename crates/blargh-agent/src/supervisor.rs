@@ -1095,6 +1095,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn saved_settings_override_the_flags_and_bad_ones_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        assert_eq!(load_settings(&path).unwrap(), None, "no file: the flags' settings");
+        let s = AgentSettings {
+            ready_timeout_ms: 1_500,
+            drain_timeout_ms: 700,
+            keep_releases: 3,
+        };
+        write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
+        assert_eq!(load_settings(&path).unwrap(), Some(s));
+        assert!(!dir.path().join("settings.json.new").exists());
+        let bad = AgentSettings {
+            keep_releases: 1,
+            ..s
+        };
+        write_atomic(&path, serde_json::to_string(&bad).unwrap().as_bytes()).unwrap();
+        let e = load_settings(&path).unwrap_err().to_string();
+        assert!(e.contains("settings.json") && e.contains("keep_releases = 1"), "{e}");
+        assert!(e.contains("delete it"), "{e}");
+    }
+
+    #[test]
     fn backoff_starts_at_once_and_is_capped() {
         assert_eq!(backoff(0), Duration::ZERO);
         assert_eq!(backoff(1), Duration::ZERO);
