@@ -1098,7 +1098,11 @@ mod tests {
     fn saved_settings_override_the_flags_and_bad_ones_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("settings.json");
-        assert_eq!(load_settings(&path).unwrap(), None, "no file: the flags' settings");
+        assert_eq!(
+            load_settings(&path).unwrap(),
+            None,
+            "no file: the flags' settings"
+        );
         let s = AgentSettings {
             ready_timeout_ms: 1_500,
             drain_timeout_ms: 700,
@@ -1113,7 +1117,10 @@ mod tests {
         };
         write_atomic(&path, serde_json::to_string(&bad).unwrap().as_bytes()).unwrap();
         let e = load_settings(&path).unwrap_err().to_string();
-        assert!(e.contains("settings.json") && e.contains("keep_releases = 1"), "{e}");
+        assert!(
+            e.contains("settings.json") && e.contains("keep_releases = 1"),
+            "{e}"
+        );
         assert!(e.contains("delete it"), "{e}");
     }
 

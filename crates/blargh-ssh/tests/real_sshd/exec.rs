@@ -194,7 +194,9 @@ async fn one_channel_carries_a_conversation() {
 
     // What one channel saves: 5 exchanges on one channel against 5 execs.
     let started = Instant::now();
-    let mut ch = env.ok(session.open_exec("while read -r l; do echo \"$l\"; done").await);
+    let mut ch = env.ok(session
+        .open_exec("while read -r l; do echo \"$l\"; done")
+        .await);
     for i in 0..5 {
         env.ok(ch.write(format!("{i}\n").as_bytes()).await);
         assert!(env.ok(ch.read_line().await).is_some());
