@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use std::time::Instant;
+
 use test_support::agent::{AgentOptions, TestAgent, running_as_root};
+use test_support::hello::{self, Profile};
 use test_support::sshd::{Keygen, Sshd};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
@@ -113,15 +116,30 @@ fn commands_reach_the_agent_over_one_channel_each() {
     let status = json(&s.cli(&app, &["status", "--json"], None));
     assert_eq!(status[0]["reply"]["reply"], "status", "{status}");
     assert_eq!(status[0]["reply"]["app"], "hello", "{status}");
-    assert_eq!(status[0]["reply"]["settings"]["keep_releases"], 5, "{status}");
+    assert_eq!(
+        status[0]["reply"]["settings"]["keep_releases"], 5,
+        "{status}"
+    );
 
     let out = s.cli(&app, &["env", "set", "RUST_LOG"], Some("debug\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list = json(&s.cli(&app, &["env", "list", "--json"], None));
-    assert_eq!(list[0]["reply"]["names"], serde_json::json!(["RUST_LOG"]), "{list}");
+    assert_eq!(
+        list[0]["reply"]["names"],
+        serde_json::json!(["RUST_LOG"]),
+        "{list}"
+    );
 
     let out = s.cli(&app, &["lock", "acquire", "-m", "maintenance"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lock = json(&s.cli(&app, &["lock", "status", "--json"], None));
     assert_eq!(lock[0]["reply"]["held"]["message"], "maintenance", "{lock}");
 
@@ -136,4 +154,46 @@ fn commands_reach_the_agent_over_one_channel_each() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cargo blargh seed"), "{err}");
+}
+
+#[test]
+fn deploy_redeploy_and_rollback_over_loopback() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root for /var/lib/blargh");
+        return;
+    }
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v2 = hello::build("v2", Profile::Debug).unwrap();
+    let s = setup();
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    let app = format!("dtest{}", std::process::id() % 100_000);
+    let _link = link(&app, agent.root());
+    let timed = |args: &[&str]| {
+        let t = Instant::now();
+        let out = s.cli(&app, args, None);
+        let ms = t.elapsed().as_millis();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (ms, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (first, out) = timed(&["deploy", "--binary", v1.to_str().unwrap()]);
+    assert!(out.contains("activated"), "{out}");
+    let (again, out) = timed(&["deploy", "--binary", v1.to_str().unwrap()]);
+    assert!(out.contains("sent nothing"), "{out}");
+    timed(&["deploy", "--binary", v2.to_str().unwrap()]);
+    let (back, _) = timed(&["rollback"]);
+    let v1_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&v1).unwrap()))
+    };
+    let current = agent.status().current.expect("a current release");
+    assert_eq!(current.sha256, v1_sha, "rolled back to v1");
+    let (status, _) = timed(&["status"]);
+    eprintln!(
+        "loopback sshd + agent: first deploy {first} ms, no-op redeploy {again} ms, rollback {back} ms, status {status} ms"
+    );
 }
