@@ -93,7 +93,7 @@ fn another_protocol_version_is_refused_naming_the_older_side() {
                 "this cargo-blargh is older than the agent",
             ),
             (
-                "{\"v\":99,\"cmd\":\"status\"}\n",
+                "{\"v\":99,\"request\":{\"cmd\":\"status\"}}\n",
                 "the agent on this host is older",
             ),
         ] {
@@ -192,10 +192,10 @@ fn a_refused_upload_is_skipped_whole() {
         let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
         let (read, mut write) = stream.into_split();
         // The body looks like a request line: read as one, it would be answered.
-        let body = "{\"v\":2,\"cmd\":\"releases\"}\n";
+        let body = "{\"v\":2,\"request\":{\"cmd\":\"releases\"}}\n";
         let text = format!(
-            "{{\"v\":2,\"cmd\":\"receive\",\"sha256\":\"bad\",\"size\":{}}}\n{body}\
-             {{\"v\":2,\"cmd\":\"lock\",\"action\":\"status\"}}\n",
+            "{{\"v\":2,\"request\":{{\"cmd\":\"receive\",\"sha256\":\"bad\",\"size\":{}}}}}\n\
+             {body}{{\"v\":2,\"request\":{{\"cmd\":\"lock\",\"action\":\"status\"}}}}\n",
             body.len()
         );
         write.write_all(text.as_bytes()).await.unwrap();
