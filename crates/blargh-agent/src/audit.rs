@@ -43,7 +43,7 @@ impl Audit {
             by: by.map(str::to_string),
             detail: detail.map(str::to_string),
         };
-        let line = blargh_proto::control::encode_line(&ev);
+        let line = serde_json::to_string(&ev).expect("audit events serialize") + "\n";
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let res = std::fs::OpenOptions::new()
             .create(true)

@@ -9,8 +9,7 @@ use std::path::Path;
 
 use blargh_proto::control::{
     Activation, AgentSettings, AgentStatus, AuditEvent, AutoRollback, ControlError, DecodeError,
-    Encoding, LockInfo, LockRequest, Reader, ReleaseEntry, Reply, Request, decode_line,
-    encode_line,
+    Encoding, LockInfo, LockRequest, ReleaseEntry, Reply, Request, decode_line, encode_line,
 };
 use blargh_proto::manifest::ReleaseMeta;
 use blargh_proto::{EnvKey, ReleaseId, ReleaseManifest};
@@ -49,7 +48,7 @@ pub async fn request(
             "the agent closed the connection without answering (see its log)",
         ));
     }
-    decode_line(line.trim_end(), Reader::Cli)
+    decode_line(line.trim_end())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
@@ -237,7 +236,7 @@ impl<T: Transport> AgentClient<T> {
             Ok(None) => return Err(ClientError::Transport(self.transport.closed_reason())),
             Err(e) => return Err(ClientError::Transport(e)),
         };
-        decode_line(&line, Reader::Cli).map_err(|e| match e {
+        decode_line(&line).map_err(|e| match e {
             DecodeError::Version(m) => ClientError::Version(m),
             DecodeError::Invalid(m) => ClientError::Transport(m),
         })

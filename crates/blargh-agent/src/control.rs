@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blargh_proto::control::{
-    ControlError, DecodeError, Reader, ReleaseEntry, Reply, Request, decode_line, encode_line,
+    ControlError, DecodeError, ReleaseEntry, Reply, Request, decode_line, encode_line,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -65,7 +65,7 @@ async fn handle(sup: Arc<Supervisor>, stream: UnixStream) {
         let mut line = String::new();
         let (reply, go_on) = match (&mut read).take(MAX_REQUEST).read_line(&mut line).await {
             Ok(0) => return,
-            Ok(_) => match decode_line::<Request>(line.trim_end(), Reader::Agent) {
+            Ok(_) => match decode_line::<Request>(line.trim_end()) {
                 Ok(req) => (answer(&sup, req, &peer, &mut read).await, true),
                 // Whatever follows a request of another version cannot be read safely.
                 Err(DecodeError::Version(m)) => (error(m), false),

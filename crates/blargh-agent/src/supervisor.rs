@@ -1051,32 +1051,6 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_at_once_and_is_capped() {
-        assert_eq!(backoff(0), Duration::ZERO);
-        assert_eq!(backoff(1), Duration::ZERO);
-        assert_eq!(backoff(2), Duration::from_millis(250));
-        assert_eq!(backoff(3), Duration::from_millis(500));
-        assert_eq!(backoff(40), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn exits_are_described_for_people() {
-        assert_eq!(
-            describe_exit(Some(ExitStatus::from_raw(3 << 8))),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(Some(ExitStatus::from_raw(9))),
-            "was killed by signal 9 (SIGKILL)"
-        );
-    }
-}
-
 /// The settings saved by `configure`, if any: `None` when the file does not exist.
 fn load_settings(path: &std::path::Path) -> std::io::Result<Option<AgentSettings>> {
     let bad = |why: String| {
@@ -1114,4 +1088,60 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_settings_override_the_flags_and_bad_ones_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        assert_eq!(
+            load_settings(&path).unwrap(),
+            None,
+            "no file: the flags' settings"
+        );
+        let s = AgentSettings {
+            ready_timeout_ms: 1_500,
+            drain_timeout_ms: 700,
+            keep_releases: 3,
+        };
+        write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
+        assert_eq!(load_settings(&path).unwrap(), Some(s));
+        assert!(!dir.path().join("settings.json.new").exists());
+        let bad = AgentSettings {
+            keep_releases: 1,
+            ..s
+        };
+        write_atomic(&path, serde_json::to_string(&bad).unwrap().as_bytes()).unwrap();
+        let e = load_settings(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("settings.json") && e.contains("keep_releases = 1"),
+            "{e}"
+        );
+        assert!(e.contains("delete it"), "{e}");
+    }
+
+    #[test]
+    fn backoff_starts_at_once_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_millis(500));
+        assert_eq!(backoff(40), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn exits_are_described_for_people() {
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(3 << 8))),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(9))),
+            "was killed by signal 9 (SIGKILL)"
+        );
+    }
 }

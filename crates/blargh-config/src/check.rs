@@ -42,18 +42,10 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Whether `s` is a lower-case name: `[a-z][a-z0-9_-]*`, at most `max` bytes.
-fn lower_name(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 /// An app name: it becomes a system user, a group, a directory and service names.
 pub(crate) fn app_name(s: &str) -> Result<(), Problem> {
-    if lower_name(s, MAX_APP_LEN) {
+    // The rule is blargh_proto::AppName's; the words here name the config key.
+    if s.parse::<blargh_proto::AppName>().is_ok() {
         return Ok(());
     }
     Err(problem(
@@ -90,7 +82,7 @@ pub(crate) fn app_name_from(s: &str) -> String {
 
 /// A socket name: it ends up in `LISTEN_FDNAMES` and in systemd unit names.
 pub(crate) fn socket_name(s: &str) -> Result<(), Problem> {
-    if lower_name(s, 24) {
+    if s.parse::<blargh_proto::SocketName>().is_ok() {
         return Ok(());
     }
     Err(problem(
@@ -207,6 +199,10 @@ pub(crate) fn ssh_host(s: &str) -> Result<(), Problem> {
 
 /// An environment variable name in `env`.
 pub(crate) fn env_name(s: &str) -> Result<(), Problem> {
+    // The rule is blargh_proto::EnvKey's; the words here name the config key.
+    if s.parse::<blargh_proto::EnvKey>().is_ok() {
+        return Ok(());
+    }
     let shape = |s: &str| {
         !s.is_empty()
             && !s.starts_with(|c: char| c.is_ascii_digit())

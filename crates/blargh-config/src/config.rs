@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use blargh_proto::{AppName, EnvKey, SocketName};
+
 /// `ready_timeout` when not set: how long a new release may take to say `READY=1`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `drain_timeout` when not set: how long a replaced release may drain before SIGKILL.
@@ -30,7 +32,7 @@ pub const DEFAULT_AUTO_ROLLBACK: AutoRollback = AutoRollback {
 };
 /// The longest app name: it becomes a system user, and `useradd` caps those at 32 bytes
 /// on some systems, with `blargh-<app>-<socket>` unit names built from it.
-pub const MAX_APP_LEN: usize = 24;
+pub const MAX_APP_LEN: usize = blargh_proto::names::MAX_APP_LEN;
 /// In a `before_activate` argument, replaced by the path of the new release's binary.
 pub const BIN_PLACEHOLDER: &str = "{bin}";
 
@@ -63,7 +65,7 @@ pub struct DeployConfig {
     pub hosts: Vec<String>,
     /// The app's name on the servers: its user, directory `/var/lib/blargh/<app>` and
     /// services. 1-24 characters `[a-z][a-z0-9_-]*`; default: the package name in lower case.
-    pub app: String,
+    pub app: AppName,
     /// The binary target to ship, if set; otherwise the caller picks the package's only
     /// binary, its `default-run`, or the binary named like the package.
     pub bin: Option<String>,
@@ -71,10 +73,10 @@ pub struct DeployConfig {
     pub target: Option<String>,
     /// Sockets the agent listens on and hands to the app, by name (`LISTEN_FDNAMES`).
     /// Default: `web` on `0.0.0.0:80`. May be empty (an app that serves no socket).
-    pub listen: BTreeMap<String, SocketAddr>,
+    pub listen: BTreeMap<SocketName, SocketAddr>,
     /// Non-secret environment variables for the app. Names are `[A-Z_][A-Z0-9_]*` and
     /// never `LISTEN_*`, `NOTIFY_SOCKET` or `BLARGH_*` (the agent sets those).
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvKey, String>,
     /// How long a new release may take to say `READY=1`.
     pub ready_timeout: Duration,
     /// How long a replaced release may take to finish its requests before SIGKILL.

@@ -897,7 +897,8 @@ fn resolve(
             let span = at.span.clone();
             return Err(cx.error(ErrorKind::InvalidValue, span, &at.path, message));
         }
-        listen.insert(name.clone(), at.value);
+        let name = named(cx, name, &at.path, at.span.clone())?;
+        listen.insert(name, at.value);
     }
 
     let ready_timeout = l.ready_timeout.map_or(DEFAULT_READY_TIMEOUT, |d| d.value);
@@ -942,6 +943,12 @@ fn resolve(
         }),
     };
 
+    let app = named(cx, &app, &join(SECTION, "app"), scope_span.clone())?;
+    let mut env = BTreeMap::new();
+    for (k, v) in l.env.unwrap_or_default() {
+        env.insert(named(cx, &k, &join(SECTION, "env"), scope_span.clone())?, v);
+    }
+
     Ok(DeployConfig {
         file: cx.file.to_path_buf(),
         package: package.to_string(),
@@ -952,7 +959,7 @@ fn resolve(
         bin: l.bin,
         target: l.target,
         listen,
-        env: l.env.unwrap_or_default(),
+        env,
         ready_timeout,
         drain_timeout,
         keep_releases: l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES),
@@ -961,6 +968,19 @@ fn resolve(
         lock_expiry,
         parallel: l.parallel.unwrap_or(false),
         known_hosts: l.known_hosts.unwrap_or_default(),
+    })
+}
+
+/// A name already checked by its key's rule, as its newtype (the rules are the same, so
+/// this fails only if they drift apart, and then says so with the key).
+fn named<T: std::str::FromStr<Err = blargh_proto::NameError>>(
+    cx: &Cx<'_>,
+    name: &str,
+    key: &str,
+    span: Range<usize>,
+) -> Result<T, ConfigError> {
+    name.parse().map_err(|e: blargh_proto::NameError| {
+        cx.error(ErrorKind::InvalidValue, span, key, e.to_string())
     })
 }
 

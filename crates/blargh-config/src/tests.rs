@@ -57,7 +57,7 @@ fn every_key_has_its_default() {
     assert_eq!(c.bin, None);
     assert_eq!(c.target, None);
     let web: SocketAddr = "0.0.0.0:80".parse().unwrap();
-    assert_eq!(c.listen, BTreeMap::from([("web".to_string(), web)]));
+    assert_eq!(c.listen, BTreeMap::from([("web".parse().unwrap(), web)]));
     assert_eq!(c.listen_specs(), ["web=0.0.0.0:80"]);
     assert!(c.env.is_empty());
     assert_eq!(c.ready_timeout, Duration::from_secs(60));

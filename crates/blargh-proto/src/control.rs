@@ -1,8 +1,8 @@
 //! The control protocol on the agent's Unix socket: one JSON request line from the client
 //! (for `receive`, followed by exactly `size` raw bytes), then one JSON reply line; a
 //! connection may carry several requests in turn. Every line carries the protocol version
-//! (`{"v":2,"cmd":…}`, `{"v":2,"reply":…}`): a side that sees another version refuses and
-//! says which side is older (see [`check_version`]).
+//! (`{"v":2,"request":{"cmd":…}}`, `{"v":2,"reply":…}`, see [`Wire`]): a side that sees
+//! another version refuses and says which side is older (see [`check_version`]).
 //!
 //! The socket is the only way to steer an agent; there is no TCP control port. Remote
 //! callers reach it through SSH by running `cargo-blargh agent ctl …` on the server.
@@ -310,6 +310,13 @@ pub enum Reply {
     Error(ControlError),
 }
 
+impl Reply {
+    /// True for [`Reply::Error`]: the request failed.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
 /// A failed request, with what a person needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlError {
@@ -419,27 +426,84 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// A message on the wire: the protocol version beside the message's own fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope<T> {
-    /// The sender's protocol version (absent from version 1).
-    #[serde(default)]
-    pub v: Option<u32>,
-    /// The message.
-    #[serde(flatten)]
-    pub msg: T,
+/// A message that travels as one line: a [`Request`] nests under `request`
+/// (`{"v":2,"request":{"cmd":"status"}}`), so an agent older than versioning, which reads
+/// a bare request, refuses it instead of acting on it; a [`Reply`] keeps its fields beside
+/// `v` (`{"v":2,"reply":"status",…}`), so an older CLI still reads a refusal's message.
+pub trait Wire: Sized {
+    /// The line, newline included.
+    fn to_line(&self) -> String;
+    /// Decodes a line (without its newline), checking its version first.
+    fn from_line(line: &str) -> Result<Self, DecodeError>;
 }
 
-/// Encodes a message (a [`Request`] or a [`Reply`]) as one line of JSON with this build's
-/// protocol version, newline included.
-pub fn encode_line<T: Serialize>(msg: &T) -> String {
-    let mut s = serde_json::to_string(&Envelope {
-        v: Some(PROTOCOL_VERSION),
-        msg,
-    })
-    .expect("control messages serialize");
+#[derive(Serialize)]
+struct RequestOut<'a> {
+    v: u32,
+    request: &'a Request,
+}
+
+#[derive(Deserialize)]
+struct RequestIn {
+    request: Request,
+}
+
+#[derive(Serialize)]
+struct ReplyOut<'a> {
+    v: u32,
+    #[serde(flatten)]
+    reply: &'a Reply,
+}
+
+#[derive(Deserialize)]
+struct ReplyIn {
+    #[serde(flatten)]
+    reply: Reply,
+}
+
+fn line_of(value: &impl Serialize) -> String {
+    let mut s = serde_json::to_string(value).expect("control messages serialize");
     s.push('\n');
     s
+}
+
+impl Wire for Request {
+    fn to_line(&self) -> String {
+        line_of(&RequestOut {
+            v: PROTOCOL_VERSION,
+            request: self,
+        })
+    }
+
+    fn from_line(line: &str) -> Result<Self, DecodeError> {
+        decode::<RequestIn>(line, Reader::Agent).map(|r| r.request)
+    }
+}
+
+impl Wire for Reply {
+    fn to_line(&self) -> String {
+        line_of(&ReplyOut {
+            v: PROTOCOL_VERSION,
+            reply: self,
+        })
+    }
+
+    fn from_line(line: &str) -> Result<Self, DecodeError> {
+        decode::<ReplyIn>(line, Reader::Cli).map(|r| r.reply)
+    }
+}
+
+/// Encodes a [`Request`] or a [`Reply`] as one line with this build's protocol version,
+/// newline included (see [`Wire`]).
+pub fn encode_line<T: Wire>(msg: &T) -> String {
+    msg.to_line()
+}
+
+/// Decodes one line (without its newline) of a [`Request`] or a [`Reply`]: the version is
+/// checked before the message, so a message of another version is refused by its version
+/// rather than misread.
+pub fn decode_line<T: Wire>(line: &str) -> Result<T, DecodeError> {
+    T::from_line(line)
 }
 
 /// Which side of a conversation reads the line.
@@ -497,13 +561,7 @@ pub fn check_version(theirs: Option<u32>, reader: Reader) -> Result<(), String> 
     })
 }
 
-/// Decodes one line (without its newline) of protocol version [`PROTOCOL_VERSION`]: the
-/// version is checked before the message, so a message of another version is refused by
-/// its version rather than misread.
-pub fn decode_line<T: serde::de::DeserializeOwned>(
-    line: &str,
-    reader: Reader,
-) -> Result<T, DecodeError> {
+fn decode<T: serde::de::DeserializeOwned>(line: &str, reader: Reader) -> Result<T, DecodeError> {
     #[derive(Deserialize)]
     struct VersionOnly {
         #[serde(default)]
@@ -516,8 +574,7 @@ pub fn decode_line<T: serde::de::DeserializeOwned>(
     let version: VersionOnly = serde_json::from_str(line)
         .map_err(|e| DecodeError::Invalid(format!("not {what} ({e}): {}", clip(line))))?;
     check_version(version.v, reader).map_err(DecodeError::Version)?;
-    serde_json::from_str::<Envelope<T>>(line)
-        .map(|e| e.msg)
+    serde_json::from_str::<T>(line)
         .map_err(|e| DecodeError::Invalid(format!("not {what} ({e}): {}", clip(line))))
 }
 
@@ -548,25 +605,23 @@ mod tests {
         let line = encode_line(&req);
         assert_eq!(
             line,
-            "{\"v\":2,\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null,\"auto_rollback\":null,\"message\":null}\n"
+            "{\"v\":2,\"request\":{\"cmd\":\"activate\",\"id\":\"r1\",\"by\":null,\"auto_rollback\":null,\"message\":null}}\n"
         );
-        let back: Request = decode_line(line.trim(), Reader::Agent).unwrap();
+        let back: Request = decode_line(line.trim()).unwrap();
         assert_eq!(back, req);
         let lock: Request =
-            decode_line(r#"{"v":2,"cmd":"lock","action":"status"}"#, Reader::Agent).unwrap();
+            decode_line(r#"{"v":2,"request":{"cmd":"lock","action":"status"}}"#).unwrap();
         assert_eq!(lock, Request::Lock(LockRequest::Status));
-        let status: Request = decode_line(r#"{"v":2,"cmd":"status"}"#, Reader::Agent).unwrap();
+        let status: Request = decode_line(r#"{"v":2,"request":{"cmd":"status"}}"#).unwrap();
         assert_eq!(status, Request::Status);
-        let rollback: Request = decode_line(r#"{"cmd":"rollback","v":2}"#, Reader::Agent).unwrap();
+        let rollback: Request = decode_line(r#"{"request":{"cmd":"rollback"},"v":2}"#).unwrap();
         assert_eq!(rollback, Request::Rollback { id: None, by: None });
     }
 
     #[test]
     fn other_versions_are_refused_naming_the_older_side() {
         // A CLI of version 1 sent no version: the agent is newer.
-        let Err(DecodeError::Version(m)) =
-            decode_line::<Request>(r#"{"cmd":"status"}"#, Reader::Agent)
-        else {
+        let Err(DecodeError::Version(m)) = decode_line::<Request>(r#"{"cmd":"status"}"#) else {
             panic!("a request without a version was accepted")
         };
         assert!(
@@ -575,36 +630,55 @@ mod tests {
         );
         // A newer CLI: the agent is older, and seed upgrades it.
         let Err(DecodeError::Version(m)) =
-            decode_line::<Request>(r#"{"v":3,"cmd":"status"}"#, Reader::Agent)
+            decode_line::<Request>(r#"{"v":3,"request":{"cmd":"status"}}"#)
         else {
             panic!("a request of version 3 was accepted")
         };
         assert!(m.contains("the agent on this host is older"), "{m}");
         assert!(m.contains("`cargo blargh seed`"), "{m}");
         // An old agent answers without a version: the CLI says the agent is older.
-        let Err(DecodeError::Version(m)) =
-            decode_line::<Reply>(r#"{"reply":"lock","held":null}"#, Reader::Cli)
+        let Err(DecodeError::Version(m)) = decode_line::<Reply>(r#"{"reply":"lock","held":null}"#)
         else {
             panic!("a reply without a version was accepted")
         };
         assert!(m.contains("the agent on this host is older"), "{m}");
         assert!(m.contains("cargo blargh seed"), "{m}");
         // A version 3 command unknown here is refused by its version, not as unknown.
-        let e = decode_line::<Request>(r#"{"v":3,"cmd":"teleport"}"#, Reader::Agent);
+        let e = decode_line::<Request>(r#"{"v":3,"request":{"cmd":"teleport"}}"#);
         assert!(matches!(e, Err(DecodeError::Version(_))), "{e:?}");
     }
 
     #[test]
+    fn an_agent_older_than_versioning_cannot_act_on_a_request() {
+        // Such an agent reads a bare `Request` from the line: the nested request has no
+        // `cmd` where it looks, so it refuses (and answers without a version, which the
+        // CLI reports as an older agent) instead of acting.
+        let line = encode_line(&Request::Lock(LockRequest::Acquire {
+            holder: "ana".into(),
+            message: "deploy".into(),
+            ttl_s: 60,
+            force: false,
+        }));
+        assert!(
+            serde_json::from_str::<Request>(line.trim_end()).is_err(),
+            "{line}"
+        );
+        // And a reply stays readable by an older CLI: its fields sit beside `v`.
+        let reply = Reply::Error(ControlError {
+            message: "the agent on this host is older".into(),
+            release_log: vec![],
+        });
+        let old: Reply = serde_json::from_str(encode_line(&reply).trim_end()).unwrap();
+        assert_eq!(old, reply);
+    }
+
+    #[test]
     fn names_are_validated_on_the_wire() {
-        let e = decode_line::<Request>(
-            r#"{"v":2,"cmd":"activate","id":"../../etc"}"#,
-            Reader::Agent,
-        )
-        .unwrap_err();
+        let e = decode_line::<Request>(r#"{"v":2,"request":{"cmd":"activate","id":"../../etc"}}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("not a valid release id"), "{e}");
         let e = decode_line::<Request>(
-            r#"{"v":2,"cmd":"env_set","key":"LISTEN_FDS","value":"9"}"#,
-            Reader::Agent,
+            r#"{"v":2,"request":{"cmd":"env_set","key":"LISTEN_FDS","value":"9"}}"#,
         )
         .unwrap_err();
         assert!(e.to_string().contains("set by the agent"), "{e}");
@@ -648,12 +722,12 @@ mod tests {
             message: "release r2 exited with status 3 before it was ready".into(),
             release_log: vec!["boom".into()],
         });
-        let back: Reply = decode_line(encode_line(&reply).trim(), Reader::Cli).unwrap();
+        let back: Reply = decode_line(encode_line(&reply).trim()).unwrap();
         assert_eq!(back, reply);
     }
 
     #[test]
     fn unknown_commands_are_rejected() {
-        assert!(decode_line::<Request>(r#"{"v":2,"cmd":"format_disk"}"#, Reader::Agent).is_err());
+        assert!(decode_line::<Request>(r#"{"v":2,"request":{"cmd":"format_disk"}}"#).is_err());
     }
 }

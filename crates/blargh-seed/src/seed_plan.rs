@@ -2,6 +2,8 @@
 //! and group, its directories, the agent executable, the env file, the init service, and a
 //! final check that the agent answers.
 
+use blargh_proto::{AppName, SocketName};
+
 use crate::init::{AgentService, InitAdapter};
 use crate::plan::{Content, Plan, Step};
 use crate::shell::quote;
@@ -10,9 +12,9 @@ use crate::shell::quote;
 #[derive(Debug, Clone)]
 pub struct SeedSpec {
     /// App name: its system user, group, and service name `blargh-<app>`.
-    pub app: String,
+    pub app: AppName,
     /// Named listen addresses, e.g. ("web", "0.0.0.0:80").
-    pub listen: Vec<(String, String)>,
+    pub listen: Vec<(SocketName, String)>,
     /// The SSH user; when not root it joins the app's group to reach the control socket,
     /// so later deploys need no sudo.
     pub ssh_user: String,
@@ -26,32 +28,22 @@ pub struct SeedSpec {
     pub keep_releases: u32,
 }
 
-/// Where an app lives on the host.
-pub fn app_root(app: &str) -> String {
-    format!("/var/lib/blargh/{app}")
+/// Where an app lives on the host ([`blargh_proto::paths::app_root`], as text for scripts).
+pub fn app_root(app: &AppName) -> String {
+    blargh_proto::paths::app_root(app).display().to_string()
 }
 
-/// Where the agent executable lives on the host.
-pub fn agent_path(app: &str) -> String {
-    format!("{}/agent/blargh", app_root(app))
+/// Where the agent executable lives on the host ([`blargh_proto::paths::agent_path`]).
+pub fn agent_path(app: &AppName) -> String {
+    blargh_proto::paths::agent_path(app).display().to_string()
 }
 
-/// Checks an app name: it becomes a user, a group and a service name.
+/// Checks an app name: it becomes a user, a group and a service name (the rule of
+/// [`AppName`]).
 pub fn check_app_name(app: &str) -> Result<(), String> {
-    let ok = !app.is_empty()
-        && app.len() <= 24
-        && app.starts_with(|c: char| c.is_ascii_lowercase())
-        && app
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{app:?} cannot name an app on a server: it becomes a user and service name, so use \
-             1-24 lower-case letters, digits, '-' or '_', starting with a letter"
-        ))
-    }
+    app.parse::<AppName>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The service description for `spec`.
@@ -107,7 +99,7 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
     for (key, dir, mode, owner) in [
         (
             "dir-base",
-            "/var/lib/blargh".to_string(),
+            blargh_proto::paths::APPS_DIR.to_string(),
             0o755,
             "root:root".to_string(),
         ),
@@ -119,7 +111,10 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
         ),
         (
             "dir-agent",
-            format!("{root}/agent"),
+            blargh_proto::paths::Layout::new(&root)
+                .agent_dir()
+                .display()
+                .to_string(),
             0o755,
             "root:root".to_string(),
         ),
@@ -199,7 +194,8 @@ mod tests {
 
     fn two_listeners() -> SeedSpec {
         let mut s = spec("admin");
-        s.listen.push(("admin".into(), "127.0.0.1:9000".into()));
+        s.listen
+            .push(("admin".parse().unwrap(), "127.0.0.1:9000".into()));
         s
     }
 
@@ -323,8 +319,8 @@ mod tests {
 
     fn spec(user: &str) -> SeedSpec {
         SeedSpec {
-            app: "shop".into(),
-            listen: vec![("web".into(), "0.0.0.0:80".into())],
+            app: "shop".parse().unwrap(),
+            listen: vec![("web".parse().unwrap(), "0.0.0.0:80".into())],
             ssh_user: user.into(),
             agent: Content::new(vec![0x7f, b'E', b'L', b'F'], "agent executable"),
             drain_timeout_s: 30,

@@ -595,7 +595,7 @@ mod tests {
     /// directory still without a manifest.
     fn fake_store(dir: &Path, releases: &[ReleaseManifest]) {
         for m in releases {
-            let d = dir.join("releases").join(&m.id);
+            let d = dir.join("releases").join(m.id.as_str());
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("release.json"), m.to_json()).unwrap();
         }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub use blargh_proto::ReleaseManifest;
 use blargh_proto::env;
 use blargh_proto::manifest::MANIFEST_FILE;
+use blargh_proto::paths::Layout;
 
 /// The app's root directory on the server, when running under blargh.
 pub fn root() -> Option<PathBuf> {
@@ -26,8 +27,8 @@ pub fn current_id() -> Option<String> {
 /// The running release's manifest: id, version, git sha, when and by whom it was deployed,
 /// and the deploy message. `None` outside blargh or when the manifest cannot be read.
 pub fn current() -> Option<ReleaseManifest> {
-    let id = current_id()?;
-    read_manifest(&root()?.join("releases").join(id).join(MANIFEST_FILE)).ok()
+    let id = current_id()?.parse().ok()?;
+    read_manifest(&Layout::new(root()?).manifest(&id)).ok()
 }
 
 /// Every release on the server, newest first (the current one included), as a deployment
@@ -37,7 +38,7 @@ pub fn history() -> io::Result<Vec<ReleaseManifest>> {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(root.join("releases"))? {
+    for entry in std::fs::read_dir(Layout::new(root).releases())? {
         let path = entry?.path().join(MANIFEST_FILE);
         // A directory without a readable manifest is not a release (yet): skip it.
         if let Ok(m) = read_manifest(&path) {

@@ -45,53 +45,75 @@ fn ctl(a: CtlArgs) -> i32 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = rt.block_on(async {
-        match a.command {
-            CtlCommand::Receive(r) => receive(&socket, r).await,
-            CtlCommand::Pipe => return pipe(&socket).await,
-            other => {
-                let req = match other {
-                    CtlCommand::Status => Request::Status,
-                    CtlCommand::Releases => Request::Releases,
-                    CtlCommand::Activate {
-                        id,
-                        by,
-                        auto_rollback_crashes,
-                        auto_rollback_window,
-                    } => Request::Activate {
-                        id,
-                        by: by.or_else(whoami),
-                        auto_rollback: auto_rollback_crashes.map(|crashes| {
-                            blargh_proto::control::AutoRollback {
-                                window_s: auto_rollback_window.as_secs(),
-                                crashes,
-                            }
-                        }),
-                        message: None,
-                    },
-                    CtlCommand::Rollback { id, by } => Request::Rollback {
-                        id,
-                        by: by.or_else(whoami),
-                    },
-                    CtlCommand::Logs { release, lines } => Request::Logs { release, lines },
-                    CtlCommand::Audit { lines } => Request::Audit { lines },
-                    CtlCommand::Lock => Request::Lock(blargh_proto::control::LockRequest::Status),
-                    CtlCommand::EnvList => Request::EnvList,
-                    CtlCommand::Receive(_) | CtlCommand::Pipe => unreachable!("handled above"),
-                };
-                blargh_agent::client::request(&socket, &req, None)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+    let request = match a.command {
+        CtlCommand::Pipe => {
+            // Exit at once: a read of stdin may still be pending on a blocking thread,
+            // which dropping the runtime would wait for.
+            let code = rt.block_on(pipe(&socket));
+            std::process::exit(code);
         }
+        CtlCommand::Receive(r) => {
+            let result = rt.block_on(receive(&socket, r));
+            return print_reply(result, a.json);
+        }
+        CtlCommand::Status => Request::Status,
+        CtlCommand::Releases => Request::Releases,
+        CtlCommand::Activate {
+            id,
+            by,
+            auto_rollback_crashes,
+            auto_rollback_window,
+        } => Request::Activate {
+            id,
+            by: by.or_else(whoami),
+            auto_rollback: auto_rollback_crashes.map(|crashes| {
+                blargh_proto::control::AutoRollback {
+                    window_s: auto_rollback_window.as_secs(),
+                    crashes,
+                }
+            }),
+            message: None,
+        },
+        CtlCommand::Rollback { id, by } => Request::Rollback {
+            id,
+            by: by.or_else(whoami),
+        },
+        CtlCommand::Logs { release, lines } => Request::Logs { release, lines },
+        CtlCommand::Audit { lines } => Request::Audit { lines },
+        CtlCommand::Lock => Request::Lock(blargh_proto::control::LockRequest::Status),
+        CtlCommand::EnvList => Request::EnvList,
+        CtlCommand::Configure {
+            ready_timeout,
+            drain_timeout,
+            keep_releases,
+            by,
+        } => Request::Configure {
+            settings: blargh_proto::control::AgentSettings {
+                ready_timeout_ms: ready_timeout.as_millis() as u64,
+                drain_timeout_ms: drain_timeout.as_millis() as u64,
+                keep_releases,
+            },
+            by: by.or_else(whoami),
+        },
+    };
+    let result = rt.block_on(async {
+        blargh_agent::client::request(&socket, &request, None)
+            .await
+            .map_err(|e| e.to_string())
     });
+    print_reply(result, a.json)
+}
+
+/// Prints the agent's answer (as JSON with `--json`); the exit code: 0, 1 when the agent
+/// refused, 3 when it could not be asked.
+fn print_reply(result: Result<Reply, String>, json: bool) -> i32 {
     match result {
         Err(e) => {
             eprintln!("error: {e}");
             3
         }
         Ok(reply) => {
-            if a.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&reply).expect("json"));
             } else {
                 match output::render(&reply) {
@@ -99,11 +121,7 @@ fn ctl(a: CtlArgs) -> i32 {
                     Err(text) => eprint!("{text}"),
                 }
             }
-            if matches!(reply, Reply::Error(_)) {
-                1
-            } else {
-                0
-            }
+            if reply.is_error() { 1 } else { 0 }
         }
     }
 }
@@ -145,30 +163,39 @@ async fn receive(socket: &std::path::Path, r: ReceiveArgs) -> Result<Reply, Stri
         .map_err(|e| e.to_string())
 }
 
-/// `ctl pipe`: stdin to the control socket, its answer to stdout, byte for byte. This is
-/// how `cargo blargh` on a developer's machine speaks to the agent over SSH: requests, and
-/// secrets such as env values, travel on stdin, never in a command line.
-async fn pipe(socket: &std::path::Path) -> Result<Reply, String> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-        format!(
-            "cannot reach the agent at {}: {e}; is it running? (`cargo blargh doctor` says)",
-            socket.display()
-        )
-    })?;
+/// `ctl pipe`: stdin to the control socket and its answers to stdout, byte for byte and as
+/// they come, until stdin ends; the agent answers request after request on the one
+/// connection, so a whole command's requests (uploads included) cross one SSH channel.
+/// Requests, and secrets such as env values, travel on stdin, never in a command line.
+async fn pipe(socket: &std::path::Path) -> i32 {
+    let stream = match tokio::net::UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach the agent at {}: {e}; is it running? (`cargo blargh doctor` says)",
+                socket.display()
+            );
+            return 3;
+        }
+    };
     let (mut read, mut write) = stream.into_split();
-    let up = async {
+    // Up: until stdin ends. Down: until the agent closes, which it does after stdin ended
+    // (or after refusing a request of another version); then stop, without waiting on stdin.
+    let up = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut write).await;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut write).await;
-    };
+    });
     let mut stdout = tokio::io::stdout();
-    let down = async {
-        let n = tokio::io::copy(&mut read, &mut stdout).await;
-        let _ = tokio::io::AsyncWriteExt::flush(&mut stdout).await;
-        n
-    };
-    let (_, down) = tokio::join!(up, down);
-    down.map_err(|e| format!("reading the agent's answer: {e}"))?;
-    std::process::exit(0);
+    let down = tokio::io::copy(&mut read, &mut stdout).await;
+    let _ = tokio::io::AsyncWriteExt::flush(&mut stdout).await;
+    up.abort();
+    match down {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("error: reading the agent's answer: {e}");
+            3
+        }
+    }
 }
 
 /// `user@host` of whoever runs the command, for the audit log.

@@ -23,7 +23,6 @@ pub fn resolve(a: &AppArgs) -> Result<Settings, String> {
 /// [`resolve`] for a command with flags beyond [`AppArgs`] (deploy's `--target`, …).
 pub fn resolve_overrides(o: &Overrides) -> Result<Settings, String> {
     let mut t = Settings::resolve(o)?;
-    t.require_app(&o.manifest_path)?;
     t.pin_known_hosts()?;
     t.require_hosts(&o.manifest_path)?;
     Ok(t)
@@ -237,13 +236,7 @@ async fn each_host(a: &AppArgs, op: Op) -> i32 {
             return 2;
         }
     };
-    let app = match t.app.parse::<AppName>() {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    let app = t.app.clone();
     let answers = join_all(t.hosts.iter().map(|h| one_host(h, &app, &t.connect, &op))).await;
     let mut code = 0;
     let mut json = Vec::new();
@@ -290,13 +283,7 @@ async fn follow_logs(a: &AppArgs, lines: usize) -> i32 {
             return 2;
         }
     };
-    let app = match t.app.parse::<AppName>() {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    let app = t.app.clone();
     // One connection and one channel per host for the whole follow.
     let mut agents = Vec::new();
     for h in &t.hosts {
@@ -385,7 +372,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         None => std::path::PathBuf::from("."),
     };
     let mut hook_env = vec![
-        ("BLARGH_APP".to_string(), t.app.clone()),
+        ("BLARGH_APP".to_string(), t.app.to_string()),
         ("BLARGH_HOSTS".to_string(), t.hosts.join(",")),
         ("BLARGH_PERFORMER".to_string(), whoami()),
         (

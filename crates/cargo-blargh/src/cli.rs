@@ -383,8 +383,23 @@ pub enum CtlCommand {
     Lock,
     /// The names (never the values) of the app's environment variables.
     EnvList,
-    /// Relay one request from stdin to the agent and its answer to stdout (used by
-    /// `cargo blargh` over SSH).
+    /// Change the agent's timeouts and retention at once; kept over its command line.
+    Configure {
+        /// How long a new release may take to signal readiness.
+        #[arg(long, value_parser = parse_duration)]
+        ready_timeout: Duration,
+        /// How long a replaced release may take to drain before SIGKILL.
+        #[arg(long, value_parser = parse_duration)]
+        drain_timeout: Duration,
+        /// Releases kept on disk (at least 2).
+        #[arg(long)]
+        keep_releases: u32,
+        /// Who asks, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Relay requests from stdin to the agent and its answers to stdout, in turn, until
+    /// stdin ends (used by `cargo blargh` over SSH: one channel per command).
     #[command(hide = true)]
     Pipe,
 }

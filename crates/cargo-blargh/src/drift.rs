@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use blargh_proto::SocketName;
 use blargh_proto::control::{AgentSettings, AgentStatus};
 
 use crate::settings::AgentTuning;
@@ -15,7 +16,7 @@ use crate::settings::AgentTuning;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     /// The sockets, by name.
-    pub listen: BTreeMap<String, SocketAddr>,
+    pub listen: BTreeMap<SocketName, SocketAddr>,
     /// The agent's tuning.
     pub tuning: AgentTuning,
     /// The command that applies socket changes (`cargo blargh seed …`).
@@ -164,20 +165,20 @@ pub fn compare(want: &Wanted, host: &HostFacts) -> Vec<Difference> {
 }
 
 fn compare_parts(
-    listen: &BTreeMap<String, SocketAddr>,
+    listen: &BTreeMap<SocketName, SocketAddr>,
     tuning: &AgentTuning,
     host: &HostFacts,
 ) -> Vec<Difference> {
     let mut out = Vec::new();
     for (name, address) in listen {
-        match host.listeners.get(name) {
+        match host.listeners.get(name.as_str()) {
             None => out.push(Difference::ListenerAdded {
-                name: name.clone(),
+                name: name.to_string(),
                 address: *address,
             }),
             Some(have) if have.parse::<SocketAddr>().ok() != Some(*address) => {
                 out.push(Difference::ListenerMoved {
-                    name: name.clone(),
+                    name: name.to_string(),
                     from: have.clone(),
                     to: *address,
                 })
@@ -186,7 +187,7 @@ fn compare_parts(
         }
     }
     for (name, address) in &host.listeners {
-        if !listen.contains_key(name) {
+        if !listen.keys().any(|k| k.as_str() == name) {
             out.push(Difference::ListenerRemoved {
                 name: name.clone(),
                 address: address.clone(),
@@ -253,10 +254,10 @@ mod tests {
         }
     }
 
-    fn listen(pairs: &[(&str, &str)]) -> BTreeMap<String, SocketAddr> {
+    fn listen(pairs: &[(&str, &str)]) -> BTreeMap<SocketName, SocketAddr> {
         pairs
             .iter()
-            .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+            .map(|(n, a)| (n.parse().unwrap(), a.parse().unwrap()))
             .collect()
     }
 

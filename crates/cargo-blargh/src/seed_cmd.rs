@@ -43,12 +43,6 @@ async fn seed_async(a: SeedArgs) -> i32 {
             return REFUSED;
         }
     };
-    if settings.app.is_empty() {
-        eprintln!(
-            "error: which app? pass --app NAME, or run seed in the app's directory (its Cargo.toml names it)"
-        );
-        return REFUSED;
-    }
     if settings.hosts.is_empty() {
         eprintln!(
             "error: which server? pass USER@HOST, or add `hosts = [\"deploy@your-server\"]` under [package.metadata.blargh] in {}",
@@ -253,8 +247,7 @@ async fn apply_tuning(
     s: &Settings,
     sudo: bool,
 ) -> Result<Vec<String>, String> {
-    let app: blargh_proto::AppName = s.app.parse().map_err(|e| format!("{e}"))?;
-    let mut agent = crate::remote_agent::open_as(session, &app, sudo).await?;
+    let mut agent = crate::remote_agent::open_as(session, &s.app, sudo).await?;
     let result = async {
         let status = agent.status().await.map_err(|e| e.to_string())?;
         let have = crate::drift::HostFacts::of(&status);
@@ -337,6 +330,14 @@ async fn doctor_async(a: DoctorArgs) -> i32 {
         REFUSED
     };
     if let Some(app) = &a.app {
+        let app: blargh_proto::AppName = match app.parse() {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: --app {e}");
+                return REFUSED;
+            }
+        };
+        let app = &app;
         let agent = agent_path(app);
         let ctl = format!(
             "{} agent ctl --root {} status",

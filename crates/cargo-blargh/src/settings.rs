@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use blargh_proto::control::AutoRollback;
+use blargh_proto::{AppName, SocketName};
 
 use crate::deploy::DeploySettings;
 use crate::remote::ConnectArgs;
@@ -85,11 +86,11 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The app's name on the servers.
-    pub app: String,
+    pub app: AppName,
     /// SSH destinations, in the order configured.
     pub hosts: Vec<String>,
     /// The sockets the agent owns on each host, by name.
-    pub listen: BTreeMap<String, SocketAddr>,
+    pub listen: BTreeMap<SocketName, SocketAddr>,
     /// What the agent applies itself.
     pub agent: AgentTuning,
     /// What a deploy needs (env, before_activate, auto_rollback, lock expiry, …).
@@ -100,53 +101,25 @@ pub struct Settings {
     pub known_hosts: Vec<String>,
     /// How to connect: the flags, completed from the configuration.
     pub connect: ConnectArgs,
-    /// The configuration file the settings came from, if one had a blargh section.
-    pub config_file: Option<PathBuf>,
 }
 
-impl Settings {
-    /// Resolves `o` against the configuration at `o.manifest_path` (if any): flags win over
-    /// the file, the file over the defaults. Fails on a broken configuration (always), on a
-    /// missing app name, and on a bad flag value, naming the flag or the key.
-    pub fn resolve(o: &Overrides) -> Result<Settings, String> {
-        let manifest = &o.manifest_path;
-        let mut s = Settings {
-            app: String::new(),
-            hosts: Vec::new(),
-            listen: default_listen(),
-            agent: AgentTuning::default(),
-            deploy: DeploySettings {
-                app: String::new(),
-                hosts: Vec::new(),
-                env: Vec::new(),
-                before_activate: None,
-                auto_rollback: Some(
-                    auto_rollback(Some(blargh_config::DEFAULT_AUTO_ROLLBACK))
-                        .expect("the default is on"),
-                ),
-                lock_expiry: blargh_config::DEFAULT_LOCK_EXPIRY,
-                parallel: false,
-                message: None,
-                version: None,
-                git_sha: None,
-                cache_dir: PathBuf::new(),
-                progress: false,
-                wanted: Default::default(),
-            },
-            build: None,
-            known_hosts: Vec::new(),
-            connect: o.connect.clone(),
-            config_file: None,
-        };
-        if manifest.exists() || o.destination.is_some() {
-            s.read_manifest(manifest, o)?;
-        }
-        s.apply(o)?;
-        Ok(s)
-    }
+/// What the Cargo.toml says, before the flags: "as read", every field optional where the
+/// file may be silent.
+#[derive(Debug, Default)]
+struct FromFile {
+    app: Option<AppName>,
+    hosts: Vec<String>,
+    listen: Option<BTreeMap<SocketName, SocketAddr>>,
+    agent: Option<AgentTuning>,
+    config: Option<blargh_config::DeployConfig>,
+    version: Option<String>,
+    git_sha: Option<String>,
+    build: Option<Build>,
+}
 
-    /// Fills in what the Cargo.toml at `manifest` says.
-    fn read_manifest(&mut self, manifest: &Path, o: &Overrides) -> Result<(), String> {
+impl FromFile {
+    /// Reads the Cargo.toml at `manifest` for `destination`.
+    fn read(manifest: &Path, destination: Option<&str>) -> Result<FromFile, String> {
         let dir = manifest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -155,75 +128,89 @@ impl Settings {
         let text = std::fs::read_to_string(manifest)
             .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
         let (name, version) = package_name_version(&text);
-        self.deploy.version = version;
-        self.deploy.git_sha = git_sha(&dir);
-        let cfg = match blargh_config::parse(&text, manifest, o.destination.as_deref()) {
+        let mut f = FromFile {
+            version,
+            git_sha: git_sha(&dir),
+            ..Default::default()
+        };
+        let cfg = match blargh_config::parse(&text, manifest, destination) {
             Ok(cfg) => cfg,
             // No blargh section (or a workspace's root manifest): flags may say everything.
             Err(e)
                 if matches!(
                     e.kind(),
                     blargh_config::ErrorKind::NoSection | blargh_config::ErrorKind::NoPackage
-                ) && o.destination.is_none() =>
+                ) && destination.is_none() =>
             {
                 if matches!(e.kind(), blargh_config::ErrorKind::NoSection) {
-                    self.app = name.to_lowercase();
-                    self.build = Some(Build {
+                    f.app = blargh_proto::names::lower_name_from(&name, blargh_config::MAX_APP_LEN)
+                        .parse()
+                        .ok();
+                    f.build = Some(Build {
                         dir,
                         package: name.clone(),
                         bin: name,
                         target: None,
                     });
                 }
-                return Ok(());
+                return Ok(f);
             }
             Err(e) => return Err(e.to_string()),
         };
-        self.app = cfg.app.clone();
-        self.hosts = cfg.hosts.clone();
-        self.listen = cfg.listen.clone();
-        self.agent = AgentTuning {
+        f.app = Some(cfg.app.clone());
+        f.hosts = cfg.hosts.clone();
+        f.listen = Some(cfg.listen.clone());
+        f.agent = Some(AgentTuning {
             ready_timeout: cfg.ready_timeout,
             drain_timeout: cfg.drain_timeout,
             keep_releases: cfg.keep_releases,
-        };
-        self.deploy.env = cfg
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.deploy.before_activate = cfg.before_activate.clone().filter(|a| !a.is_empty());
-        self.deploy.auto_rollback = auto_rollback(cfg.auto_rollback);
-        self.deploy.lock_expiry = cfg.lock_expiry;
-        self.deploy.parallel = cfg.parallel;
-        self.known_hosts = cfg.known_hosts.clone();
-        self.build = Some(Build {
+        });
+        f.build = Some(Build {
             dir,
             bin: cfg.bin.clone().unwrap_or_else(|| cfg.package.clone()),
             package: cfg.package.clone(),
             target: cfg.target.clone(),
         });
-        self.config_file = Some(cfg.file.clone());
-        Ok(())
+        f.config = Some(cfg);
+        Ok(f)
     }
+}
 
-    /// Lets the flags win, then checks what only the combination can tell.
-    fn apply(&mut self, o: &Overrides) -> Result<(), String> {
-        if let Some(app) = &o.app {
-            blargh_seed::seed_plan::check_app_name(app).map_err(|e| format!("--app {e}"))?;
-            self.app = app.clone();
-        }
-        if !o.hosts.is_empty() {
-            self.hosts = o.hosts.clone();
-        }
-        if let Some(listen) = &o.listen {
-            self.listen = listen_flags(listen)?;
-        }
+impl Settings {
+    /// Resolves `o` against the configuration at `o.manifest_path` (if any): flags win over
+    /// the file, the file over the defaults. Fails on a broken configuration (always), on a
+    /// missing app name, and on a bad flag value, naming the flag or the key.
+    pub fn resolve(o: &Overrides) -> Result<Settings, String> {
+        let manifest = &o.manifest_path;
+        let file = if manifest.exists() || o.destination.is_some() {
+            FromFile::read(manifest, o.destination.as_deref())?
+        } else {
+            FromFile::default()
+        };
+        let app: AppName = match &o.app {
+            Some(app) => app.parse().map_err(|e| format!("--app {e}"))?,
+            None => file.app.clone().ok_or_else(|| {
+                format!(
+                    "which app? {} names none: pass --app NAME, or run in the app's directory",
+                    manifest.display()
+                )
+            })?,
+        };
+        let hosts = if o.hosts.is_empty() {
+            file.hosts.clone()
+        } else {
+            o.hosts.clone()
+        };
+        let listen = match &o.listen {
+            Some(flags) => listen_flags(flags)?,
+            None => file.listen.clone().unwrap_or_else(default_listen),
+        };
+        let mut agent = file.agent.unwrap_or_default();
         if let Some(t) = o.ready_timeout {
-            self.agent.ready_timeout = positive("--ready-timeout", t)?;
+            agent.ready_timeout = positive("--ready-timeout", t)?;
         }
         if let Some(t) = o.drain_timeout {
-            self.agent.drain_timeout = positive("--drain-timeout", t)?;
+            agent.drain_timeout = positive("--drain-timeout", t)?;
         }
         if let Some(k) = o.keep_releases {
             if k < blargh_config::MIN_KEEP_RELEASES {
@@ -232,30 +219,51 @@ impl Settings {
                     blargh_config::MIN_KEEP_RELEASES
                 ));
             }
-            self.agent.keep_releases = k;
+            agent.keep_releases = k;
         }
-        if let (Some(target), Some(build)) = (&o.target, &mut self.build) {
+        let mut build = file.build;
+        if let (Some(target), Some(build)) = (&o.target, &mut build) {
             build.target = Some(target.clone());
         }
-        self.deploy.parallel |= o.parallel;
-        self.deploy.message = o.message.clone();
-        self.deploy.app = self.app.clone();
-        self.deploy.hosts = self.hosts.clone();
-        self.deploy.cache_dir = default_cache(&self.app);
-        let seed = crate::drift::seed_command(o.destination.as_deref(), &o.hosts, &self.app);
-        self.deploy.wanted = self.wanted(seed);
-        Ok(())
-    }
-
-    /// Checks that an app was named, by the configuration or `--app`.
-    pub fn require_app(&self, manifest: &Path) -> Result<(), String> {
-        if self.app.is_empty() {
-            return Err(format!(
-                "which app? {} has no [package]: pass --app NAME, or run in the app's directory",
-                manifest.display()
-            ));
-        }
-        Ok(())
+        let cfg = file.config.as_ref();
+        let seed_command = crate::drift::seed_command(o.destination.as_deref(), &o.hosts, &app);
+        let deploy = DeploySettings {
+            app: app.to_string(),
+            hosts: hosts.clone(),
+            env: cfg
+                .map(|c| c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            before_activate: cfg
+                .and_then(|c| c.before_activate.clone())
+                .filter(|a| !a.is_empty()),
+            auto_rollback: auto_rollback(
+                cfg.map_or(Some(blargh_config::DEFAULT_AUTO_ROLLBACK), |c| {
+                    c.auto_rollback
+                }),
+            ),
+            lock_expiry: cfg.map_or(blargh_config::DEFAULT_LOCK_EXPIRY, |c| c.lock_expiry),
+            parallel: o.parallel || cfg.is_some_and(|c| c.parallel),
+            message: o.message.clone(),
+            version: file.version.clone(),
+            git_sha: file.git_sha.clone(),
+            cache_dir: default_cache(&app),
+            progress: false,
+            wanted: crate::drift::Wanted {
+                listen: listen.clone(),
+                tuning: agent,
+                seed_command,
+            },
+        };
+        Ok(Settings {
+            app,
+            hosts,
+            listen,
+            agent,
+            deploy,
+            build,
+            known_hosts: cfg.map(|c| c.known_hosts.clone()).unwrap_or_default(),
+            connect: o.connect.clone(),
+        })
     }
 
     /// Checks that there are hosts to talk to.
@@ -279,7 +287,7 @@ impl Settings {
             return Ok(());
         }
         let path = PathBuf::from("target/blargh")
-            .join(&self.app)
+            .join(self.app.as_str())
             .join("known_hosts");
         std::fs::create_dir_all(path.parent().expect("has a parent"))
             .and_then(|()| std::fs::write(&path, self.known_hosts.join("\n") + "\n"))
@@ -299,7 +307,7 @@ impl Settings {
     }
 
     /// The sockets as `(name, address)` pairs, the form seed's units take.
-    pub fn listen_pairs(&self) -> Vec<(String, String)> {
+    pub fn listen_pairs(&self) -> Vec<(SocketName, String)> {
         self.listen
             .iter()
             .map(|(n, a)| (n.clone(), a.to_string()))
@@ -308,9 +316,11 @@ impl Settings {
 }
 
 /// `listen` when neither the file nor a flag sets it.
-fn default_listen() -> BTreeMap<String, SocketAddr> {
+fn default_listen() -> BTreeMap<SocketName, SocketAddr> {
     BTreeMap::from([(
-        blargh_config::DEFAULT_LISTEN_NAME.to_string(),
+        blargh_config::DEFAULT_LISTEN_NAME
+            .parse()
+            .expect("the default name is valid"),
         blargh_config::DEFAULT_LISTEN_ADDRESS
             .parse()
             .expect("the default address parses"),
@@ -318,14 +328,12 @@ fn default_listen() -> BTreeMap<String, SocketAddr> {
 }
 
 /// `--listen` flags, checked by the rules the configuration's `listen` follows.
-fn listen_flags(pairs: &[(String, String)]) -> Result<BTreeMap<String, SocketAddr>, String> {
-    let mut out = BTreeMap::new();
+fn listen_flags(pairs: &[(String, String)]) -> Result<BTreeMap<SocketName, SocketAddr>, String> {
+    let mut out: BTreeMap<SocketName, SocketAddr> = BTreeMap::new();
     for (name, address) in pairs {
-        blargh_seed::seed_plan::check_app_name(name).map_err(|_| {
-            format!(
-                "--listen {name}={address}: {name:?} cannot name a socket; use 1-24 lower-case letters, digits, '-' or '_', starting with a letter"
-            )
-        })?;
+        let socket: SocketName = name
+            .parse()
+            .map_err(|e| format!("--listen {name}={address}: {e}"))?;
         let addr: SocketAddr = address.parse().map_err(|_| {
             format!(
                 "--listen {name}={address}: {address:?} is not an IP address and port; write it like 0.0.0.0:80 or [::]:443"
@@ -336,7 +344,7 @@ fn listen_flags(pairs: &[(String, String)]) -> Result<BTreeMap<String, SocketAdd
                 "--listen {name}={address}: {addr} is already the address of {other}; each address is used once"
             ));
         }
-        if out.insert(name.clone(), addr).is_some() {
+        if out.insert(socket, addr).is_some() {
             return Err(format!(
                 "--listen {name}=…: the socket {name} is given twice"
             ));
@@ -362,8 +370,10 @@ fn auto_rollback(a: Option<blargh_config::AutoRollback>) -> Option<AutoRollback>
 }
 
 /// Default cache of shipped binaries, under the target directory.
-pub fn default_cache(app: &str) -> PathBuf {
-    PathBuf::from("target/blargh").join(app).join("shipped")
+pub fn default_cache(app: &AppName) -> PathBuf {
+    PathBuf::from("target/blargh")
+        .join(app.as_str())
+        .join("shipped")
 }
 
 /// `[package] name` and `version`, for when there is no blargh section.
@@ -408,6 +418,13 @@ mod tests {
         path
     }
 
+    fn pairs(s: &Settings) -> Vec<(String, String)> {
+        s.listen_pairs()
+            .into_iter()
+            .map(|(n, a)| (n.to_string(), a))
+            .collect()
+    }
+
     fn overrides(path: PathBuf) -> Overrides {
         Overrides {
             manifest_path: path,
@@ -436,7 +453,7 @@ listen = { web = "0.0.0.0:8081" }
         assert_eq!(s.app, "shop");
         assert_eq!(s.hosts, ["deploy@a", "deploy@b"]);
         assert_eq!(
-            s.listen_pairs(),
+            pairs(&s),
             [
                 ("admin".to_string(), "127.0.0.1:9000".to_string()),
                 ("web".to_string(), "0.0.0.0:8080".to_string())
@@ -450,7 +467,9 @@ listen = { web = "0.0.0.0:8081" }
                 keep_releases: 3
             }
         );
-        assert_eq!(s.deploy.env, [("RUST_LOG".to_string(), "info".to_string())]);
+        assert_eq!(s.deploy.env.len(), 1);
+        assert_eq!(s.deploy.env[0].0.as_str(), "RUST_LOG");
+        assert_eq!(s.deploy.env[0].1, "info");
         assert_eq!(s.deploy.app, "shop");
         assert_eq!(s.deploy.hosts, s.hosts);
         assert_eq!(s.deploy.version.as_deref(), Some("1.2.3"));
@@ -484,12 +503,12 @@ listen = { web = "0.0.0.0:8081" }
         assert_eq!(s.app, "other");
         assert_eq!(s.deploy.app, "other");
         assert_eq!(s.hosts, ["root@c"]);
-        assert_eq!(s.listen_pairs(), [("api".into(), "0.0.0.0:3000".into())]);
+        assert_eq!(pairs(&s), [("api".into(), "0.0.0.0:3000".into())]);
         assert_eq!(s.agent.ready_timeout, Duration::from_secs(9));
         assert_eq!(s.agent.drain_timeout, Duration::from_secs(11));
         assert_eq!(s.agent.keep_releases, 4);
         assert!(s.deploy.parallel);
-        assert_eq!(s.deploy.cache_dir, default_cache("other"));
+        assert_eq!(s.deploy.cache_dir, default_cache(&"other".parse().unwrap()));
     }
 
     #[test]
@@ -499,12 +518,34 @@ listen = { web = "0.0.0.0:8081" }
         o.app = Some("shop".into());
         o.hosts = vec!["root@c".into()];
         let s = Settings::resolve(&o).unwrap();
-        assert_eq!(s.listen_pairs(), [("web".into(), "0.0.0.0:80".into())]);
+        assert_eq!(pairs(&s), [("web".into(), "0.0.0.0:80".into())]);
         assert_eq!(s.agent, AgentTuning::default());
         assert_eq!(s.agent.keep_releases, blargh_config::DEFAULT_KEEP_RELEASES);
         assert!(s.deploy.auto_rollback.is_some());
         assert!(s.build.is_none());
-        s.require_app(&o.manifest_path).unwrap();
+        assert_eq!(s.app, "shop");
+    }
+
+    #[test]
+    fn without_an_app_it_asks_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = overrides(dir.path().join("Cargo.toml"));
+        o.hosts = vec!["root@c".into()];
+        let e = Settings::resolve(&o).unwrap_err();
+        assert!(e.contains("which app?") && e.contains("--app NAME"), "{e}");
+    }
+
+    #[test]
+    fn a_package_name_becomes_a_valid_app_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Cargo.toml");
+        std::fs::write(
+            &path,
+            "[package]\nname = \"My_Shop.Web\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&overrides(path)).unwrap();
+        assert_eq!(s.app, "my_shop-web");
     }
 
     #[test]

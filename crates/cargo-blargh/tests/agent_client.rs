@@ -93,7 +93,7 @@ fn another_protocol_version_is_refused_naming_the_older_side() {
                 "this cargo-blargh is older than the agent",
             ),
             (
-                "{\"v\":99,\"cmd\":\"status\"}\n",
+                "{\"v\":99,\"request\":{\"cmd\":\"status\"}}\n",
                 "the agent on this host is older",
             ),
         ] {
@@ -108,5 +108,105 @@ fn another_protocol_version_is_refused_naming_the_older_side() {
             );
             assert!(answer.contains(older), "{answer}");
         }
+    });
+}
+
+/// `agent ctl pipe` as a child process, the way SSH runs it on a server.
+struct PipeTransport {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl client::Transport for PipeTransport {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        stdin.write_all(bytes).await.map_err(|e| e.to_string())?;
+        stdin.flush().await.map_err(|e| e.to_string())
+    }
+
+    async fn recv_line(&mut self) -> Result<Option<String>, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line).await {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line.trim_end().to_string())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn one_pipe_carries_many_requests_and_uploads() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    rt().block_on(async {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["agent", "ctl", "--root"])
+            .arg(agent.root())
+            .arg("pipe")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = PipeTransport {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        let mut c = client::AgentClient::new(t);
+        // Each answer must come back while stdin is still open: the pipe passes replies
+        // on as they arrive, and the agent answers request after request.
+        assert_eq!(c.status().await.unwrap().app.as_str(), "hello");
+        let body = b"#!/bin/sh\nexit 0\n".to_vec();
+        let sha = hex::encode(Sha256::digest(&body));
+        let (m, _) = c
+            .receive(&sha, ReleaseMeta::default(), Encoding::Raw, &body)
+            .await
+            .unwrap();
+        // A refused upload (wrong digest) is skipped whole; the next request still works.
+        let err = c
+            .receive(
+                &"0".repeat(64),
+                ReleaseMeta::default(),
+                Encoding::Raw,
+                &body,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
+        let releases = c.releases().await.unwrap();
+        assert_eq!(releases.len(), 1);
+        assert_eq!(releases[0].manifest.id, m.id);
+        assert!(c.lock_status().await.unwrap().is_none());
+        let mut t = c.into_transport();
+        drop(t.stdin.take());
+        let status = t.child.wait().await.unwrap();
+        assert!(status.success(), "the pipe ends with its input: {status}");
+    });
+}
+
+#[test]
+fn a_refused_upload_is_skipped_whole() {
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    let socket = agent.root().join("agent.sock");
+    rt().block_on(async {
+        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        // The body looks like a request line: read as one, it would be answered.
+        let body = "{\"v\":2,\"request\":{\"cmd\":\"releases\"}}\n";
+        let text = format!(
+            "{{\"v\":2,\"request\":{{\"cmd\":\"receive\",\"sha256\":\"bad\",\"size\":{}}}}}\n\
+             {body}{{\"v\":2,\"request\":{{\"cmd\":\"lock\",\"action\":\"status\"}}}}\n",
+            body.len()
+        );
+        write.write_all(text.as_bytes()).await.unwrap();
+        write.shutdown().await.unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let mut answers = Vec::new();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            answers.push(l);
+        }
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert!(answers[0].contains("is not a sha256"), "{answers:?}");
+        assert!(answers[1].contains("\"reply\":\"lock\""), "{answers:?}");
     });
 }

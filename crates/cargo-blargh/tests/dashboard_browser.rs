@@ -51,7 +51,7 @@ fn the_dashboard_shows_the_current_and_previous_releases_in_a_browser() {
         ])
         .unwrap();
     let id2 = match reply {
-        Reply::Received { release, .. } => release.id.to_string(),
+        Reply::Received { release, .. } => release.id.into_string(),
         other => panic!("receive v2: {other:?}"),
     };
     agent.activate(&id2).unwrap();

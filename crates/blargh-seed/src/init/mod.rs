@@ -15,13 +15,13 @@ use crate::plan::Plan;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentService {
     /// App name (also its system user and group).
-    pub app: String,
+    pub app: blargh_proto::AppName,
     /// The app's root directory on the host.
     pub root: String,
     /// The agent executable on the host.
     pub agent: String,
     /// Named listen addresses, e.g. ("web", "0.0.0.0:80").
-    pub listen: Vec<(String, String)>,
+    pub listen: Vec<(blargh_proto::SocketName, String)>,
     /// Seconds a replaced release may drain.
     pub drain_timeout_s: u64,
     /// Seconds a new release may take to become ready.
@@ -45,9 +45,9 @@ impl AgentService {
             "--root".into(),
             self.root.clone(),
             "--app".into(),
-            self.app.clone(),
+            self.app.to_string(),
             "--socket-group".into(),
-            self.app.clone(),
+            self.app.to_string(),
             "--drain-timeout".into(),
             format!("{}s", self.drain_timeout_s),
             "--ready-timeout".into(),
@@ -56,7 +56,7 @@ impl AgentService {
             self.keep_releases.to_string(),
         ];
         if user {
-            args.extend(["--user".to_string(), self.app.clone()]);
+            args.extend(["--user".to_string(), self.app.to_string()]);
         }
         if listen {
             for (name, addr) in &self.listen {

@@ -245,12 +245,12 @@ mod tests {
 
     fn svc(listen: &[(&str, &str)]) -> AgentService {
         AgentService {
-            app: "shop".into(),
+            app: "shop".parse().unwrap(),
             root: "/var/lib/blargh/shop".into(),
             agent: "/var/lib/blargh/shop/agent/blargh".into(),
             listen: listen
                 .iter()
-                .map(|(n, a)| (n.to_string(), a.to_string()))
+                .map(|(n, a)| (n.parse().unwrap(), a.to_string()))
                 .collect(),
             drain_timeout_s: 30,
             ready_timeout_s: 60,
@@ -300,7 +300,7 @@ mod tests {
         }
         // Another app whose name starts like this one's keeps its sockets.
         let mut other = svc(&[("web", "0.0.0.0:81")]);
-        other.app = "shop-admin".into();
+        other.app = "shop-admin".parse().unwrap();
         std::fs::write(
             units.join("blargh-shop-admin-web.socket"),
             Systemd::socket_unit(&other, "web", "0.0.0.0:81"),

@@ -26,7 +26,7 @@ pub struct DeploySettings {
     /// SSH destinations.
     pub hosts: Vec<String>,
     /// Non-secret env settings written before activation.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(EnvKey, String)>,
     /// Run with the new binary before it takes traffic (argv after the binary).
     pub before_activate: Option<Vec<String>>,
     /// The agent rolls back by itself if the new release crashes this soon.
@@ -385,14 +385,7 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
         report.release_log = log;
     };
     for (k, v) in &s.env {
-        let key: EnvKey = match k.parse() {
-            Ok(key) => key,
-            Err(e) => {
-                fail(&mut h.report, format!("env: {e}"), vec![]);
-                return Err(());
-            }
-        };
-        if let Err(e) = h.ra.env_set(&key, v, Some(by.to_string()), false).await {
+        if let Err(e) = h.ra.env_set(k, v, Some(by.to_string()), false).await {
             fail(&mut h.report, format!("setting {k}: {e}"), vec![]);
             return Err(());
         }
