@@ -7,5 +7,6 @@ pub mod browser;
 pub mod hello;
 pub mod http;
 pub mod load;
+pub mod loopback;
 pub mod remote;
 pub mod vm;
