@@ -1,7 +1,7 @@
 //! The keys of `[package.metadata.blargh]` not covered on a VM take effect, on the fast
 //! tier: `bin` and `target` through `deploy --dry-run` (a real cargo build, no server);
-//! `hosts` + `destinations`, `known_hosts`, `auto_rollback` and `lock_expiry` against an
-//! OpenSSH sshd and an agent on loopback (root only).
+//! `hosts` + `destinations`, `known_hosts`, `auto_rollback`, `lock_expiry` and `parallel`
+//! against OpenSSH sshd and agents on loopback (root only; test_support::loopback).
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -13,6 +13,7 @@ use test_support::remote::text;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
+#[track_caller]
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "command failed:\n{}", text(out));
     text(out)
@@ -213,7 +214,9 @@ fn auto_rollback_from_the_config_is_what_the_agent_does() {
             "rolled back with auto_rollback = false; bodies {seen:?}\n{}",
             server.agent_log()
         );
-        seen.push(body);
+        if seen.last() != Some(&body) {
+            seen.push(body);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
@@ -304,4 +307,62 @@ fn lock_expiry_lets_a_killed_deploys_lock_be_taken_over() {
         get(server.web_port(), "/").starts_with("hello from v1 "),
         "{t}"
     );
+}
+
+#[test]
+fn parallel_activates_the_hosts_at_once_and_its_absence_one_by_one() {
+    if !can_run("parallel_activates_the_hosts_at_once_and_its_absence_one_by_one") {
+        return;
+    }
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v2 = hello::build("v2", Profile::Debug).unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let one = LocalServer::start(Path::new(BIN), "keyspar");
+    let two = LocalServer::start_beside(Path::new(BIN), &one, base.path());
+    let app = AppDir::new(Path::new(BIN));
+    // Each host's before_activate logs its start and end in one shared file.
+    let log_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        log_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let log = log_dir.path().join("log");
+    let configure = |parallel: bool| {
+        app.configure(
+            "hello",
+            &format!(
+                "hosts = [\"{}\", \"{}\"]\napp = \"keyspar\"\n{}\n\
+                 known_hosts = [\"{}\", \"{}\"]\nparallel = {parallel}\n\
+                 before_activate = [\"sh\", \"-c\", \"echo start >> {l}; sleep 2; echo end >> {l}\", \"{{bin}}\"]",
+                one.destination(),
+                two.destination(),
+                one.listen_line(),
+                one.known_hosts_line(),
+                two.known_hosts_line(),
+                l = log.display(),
+            ),
+        )
+    };
+    let key = ["-i".to_string(), one.key().display().to_string()];
+    let deploy_logged = |binary: &Path| -> String {
+        let _ = std::fs::remove_file(&log);
+        let out = app.run(&["deploy", "--binary", binary.to_str().unwrap()], &key);
+        let t = ok(&out);
+        assert!(
+            t.matches("activated").count() >= 2,
+            "not both hosts activated:\n{t}\n{}\n{}",
+            one.agent_log(),
+            two.agent_log()
+        );
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    configure(false);
+    assert_eq!(deploy_logged(&v1), "start end start end");
+    configure(true);
+    assert_eq!(deploy_logged(&v2), "start start end end");
 }

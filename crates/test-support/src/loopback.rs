@@ -35,16 +35,46 @@ impl LocalServer {
     ///
     /// Panics if the agent does not create its control socket within 20 seconds.
     pub fn start(cli: &Path, app: &str) -> LocalServer {
-        let root = PathBuf::from("/var/lib/blargh").join(app);
+        LocalServer::start_in(cli, app, None)
+    }
+
+    /// A second server of `first`'s app on this machine, as a host of its own: its agent
+    /// lives in `base/<app>` and runs in a private network namespace (so its `web` socket
+    /// takes the same loopback port as `first`'s), and every SSH session of its sshd runs
+    /// in a private mount namespace where `base` is mounted over /var/lib/blargh, so the
+    /// CLI finds the agent where it looks on any host. It lets `first`'s key log in.
+    pub fn start_beside(cli: &Path, first: &LocalServer, base: &Path) -> LocalServer {
+        let server = LocalServer::start_in(cli, &first.app, Some((base, first.web_port)));
+        server.sshd.authorize(&first.key);
+        server
+    }
+
+    fn start_in(cli: &Path, app: &str, beside: Option<(&Path, u16)>) -> LocalServer {
+        let base = beside.map(|(b, _)| b);
+        let root = base.unwrap_or(Path::new("/var/lib/blargh")).join(app);
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("agent"))
             .unwrap_or_else(|e| panic!("mkdir {}/agent (needs root): {e}", root.display()));
         let agent_bin = root.join("agent/blargh");
         std::fs::copy(cli, &agent_bin)
             .unwrap_or_else(|e| panic!("copying {} as the agent: {e}", cli.display()));
-        let web_port = crate::agent::free_port();
+        let web_port = beside.map_or_else(crate::agent::free_port, |(_, port)| port);
         let log = std::fs::File::create(root.join("agent.log")).expect("agent log file");
-        let agent = Command::new(&agent_bin)
+        let mut cmd = match beside {
+            None => Command::new(&agent_bin),
+            Some(_) => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--net",
+                    "/bin/sh",
+                    "-c",
+                    "ip link set lo up && exec \"$0\" \"$@\"",
+                ])
+                .arg(&agent_bin);
+                c
+            }
+        };
+        let agent = cmd
             .args(["agent", "run", "--root"])
             .arg(&root)
             .args(["--app", app, "--user", "nobody", "--listen"])
@@ -54,7 +84,23 @@ impl LocalServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting the agent {}: {e}", agent_bin.display()));
-        let sshd = Sshd::start();
+        let sshd = match base {
+            None => Sshd::start(),
+            Some(base) => {
+                use std::os::unix::fs::PermissionsExt;
+                // The app (as `nobody`) must reach its releases under `base`.
+                std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod 755 the second server's base");
+                std::fs::create_dir_all("/var/lib/blargh").expect("mkdir /var/lib/blargh");
+                Sshd::builder()
+                    .config_line(&format!(
+                        "ForceCommand unshare --mount --propagation private /bin/sh -c \
+                         'mount --bind {} /var/lib/blargh && exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"'",
+                        base.display()
+                    ))
+                    .start()
+            }
+        };
         let key = Keygen::ed25519(sshd.dir(), "id_ed25519").generate();
         sshd.authorize(&key);
         std::fs::write(
