@@ -9,6 +9,7 @@ pub mod conns;
 pub mod hello;
 pub mod http;
 pub mod load;
+pub mod loopback;
 pub mod remote;
 pub mod vm;
 pub mod wait;
