@@ -190,7 +190,7 @@ impl LocalServer {
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
-        crate::agent::signal(self.agent.id(), "TERM");
+        let _ = crate::agent::signal(self.agent.id(), "TERM");
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.agent.try_wait() {
@@ -277,7 +277,7 @@ fn kill_running_from(dir: &Path) {
             continue;
         };
         if std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe.starts_with(dir)) {
-            crate::agent::signal(pid, "KILL");
+            let _ = crate::agent::signal(pid, "KILL");
         }
     }
 }
