@@ -63,9 +63,9 @@ impl AgentConfig {
             listen: Vec::new(),
             user: None,
             socket_group: None,
-            ready_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
-            keep_releases: 5,
+            ready_timeout: Duration::from_millis(AgentSettings::DEFAULT.ready_timeout_ms),
+            drain_timeout: Duration::from_millis(AgentSettings::DEFAULT.drain_timeout_ms),
+            keep_releases: AgentSettings::DEFAULT.keep_releases as usize,
             max_restarts: 5,
             crash_window: Duration::from_secs(60),
         }

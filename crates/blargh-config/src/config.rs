@@ -12,13 +12,15 @@ use std::time::Duration;
 use blargh_proto::{AppName, EnvKey, SocketName};
 
 /// `ready_timeout` when not set: how long a new release may take to say `READY=1`.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_READY_TIMEOUT: Duration =
+    Duration::from_millis(blargh_proto::control::AgentSettings::DEFAULT.ready_timeout_ms);
 /// `drain_timeout` when not set: how long a replaced release may drain before SIGKILL.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration =
+    Duration::from_millis(blargh_proto::control::AgentSettings::DEFAULT.drain_timeout_ms);
 /// `keep_releases` when not set.
-pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+pub const DEFAULT_KEEP_RELEASES: u32 = blargh_proto::control::AgentSettings::DEFAULT.keep_releases;
 /// The smallest `keep_releases`: the current release and the one to roll back to.
-pub const MIN_KEEP_RELEASES: u32 = 2;
+pub const MIN_KEEP_RELEASES: u32 = blargh_proto::control::MIN_KEEP_RELEASES;
 /// `lock_expiry` when not set: after this long a deploy lock counts as abandoned.
 pub const DEFAULT_LOCK_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// The socket name of the default `listen`.

@@ -151,6 +151,15 @@ pub struct AgentSettings {
 }
 
 impl AgentSettings {
+    /// The settings of an agent nobody configured: the one place these defaults are
+    /// written (the config's `ready_timeout`, `drain_timeout`, `keep_releases` and the
+    /// agent's flags take them from here).
+    pub const DEFAULT: AgentSettings = AgentSettings {
+        ready_timeout_ms: 60_000,
+        drain_timeout_ms: 30_000,
+        keep_releases: 5,
+    };
+
     /// Checks the bounds: timeouts between 1 ms and one hour, `keep_releases` from 2 to 1000.
     pub fn check(&self) -> Result<(), String> {
         for (name, ms) in [

@@ -21,9 +21,16 @@ fn run_agent(a: AgentRunArgs) -> i32 {
     cfg.listen = a.listen;
     cfg.user = a.user;
     cfg.socket_group = a.socket_group;
-    cfg.ready_timeout = a.ready_timeout;
-    cfg.drain_timeout = a.drain_timeout;
-    cfg.keep_releases = a.keep_releases;
+    // Unset flags keep AgentConfig::new's defaults (AgentSettings::DEFAULT).
+    if let Some(t) = a.ready_timeout {
+        cfg.ready_timeout = t;
+    }
+    if let Some(t) = a.drain_timeout {
+        cfg.drain_timeout = t;
+    }
+    if let Some(k) = a.keep_releases {
+        cfg.keep_releases = k;
+    }
     cfg.max_restarts = a.max_restarts;
     cfg.crash_window = a.crash_window;
     match blargh_agent::run(cfg) {

@@ -305,15 +305,15 @@ pub struct AgentRunArgs {
     /// Group whose members may use the control socket.
     #[arg(long)]
     pub socket_group: Option<String>,
-    /// How long a new release may take to signal readiness.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub ready_timeout: Duration,
-    /// How long a replaced release may take to drain before SIGKILL.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub drain_timeout: Duration,
-    /// Releases kept on disk (the current and previous ones are always kept).
-    #[arg(long, default_value_t = 5)]
-    pub keep_releases: usize,
+    /// How long a new release may take to signal readiness (default 60s).
+    #[arg(long, value_parser = parse_duration)]
+    pub ready_timeout: Option<Duration>,
+    /// How long a replaced release may take to drain before SIGKILL (default 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Releases kept on disk (the current and previous ones are always kept; default 5).
+    #[arg(long)]
+    pub keep_releases: Option<usize>,
     /// Crashes within --crash-window after which restarts stop.
     #[arg(long, default_value_t = 5)]
     pub max_restarts: usize,
