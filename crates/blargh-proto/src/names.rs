@@ -223,7 +223,7 @@ name_type!(
 name_type!(
     /// A release's id: its directory name under `releases/`, like
     /// `20261128T153210.123Z-0badcafe` (the agent makes them; they sort by receive time).
-    /// Letters, digits, `.`, `-`, `_`; no leading `.`, no `..`; at most 128 bytes.
+    /// Letters, digits, `.`, `-`, `_`; no leading `.` or `-`, no `..`; at most 128 bytes.
     ReleaseId,
     check_release_id
 );
@@ -295,7 +295,7 @@ fn check_env_key(s: &str) -> Result<(), NameError> {
 fn check_release_id(s: &str) -> Result<(), NameError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_RELEASE_ID_LEN
-        && !s.starts_with('.')
+        && !s.starts_with(['.', '-'])
         && !s.contains("..")
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -307,7 +307,7 @@ fn check_release_id(s: &str) -> Result<(), NameError> {
         value: s.to_string(),
         rule: format!(
             "a release id is a directory name of 1-{MAX_RELEASE_ID_LEN} letters, digits, '.', \
-             '-' or '_', not starting with '.' and without '..'"
+             '-' or '_', not starting with '.' or '-' and without '..'"
         ),
         fix: "copy one from `cargo blargh releases`".to_string(),
     })
