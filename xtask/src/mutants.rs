@@ -84,8 +84,9 @@ const USAGE: &str = "usage: cargo xtask mutants [--in-diff [DIFF]] [CRATE…]
   blargh-platform and the agent's store.rs, lock.rs, env_file.rs (or only the CRATEs
   named), and prints caught/missed/timeout and the score of each. Fails when a score is
   below 90 %.
-  --in-diff        only the mutants on lines changed since `main` (git diff main), and
-                   only the crates that diff touches: cheap enough before every stop
+  --in-diff        only the mutants on lines changed since this branch left main (git
+                   diff against the merge base), in the crates that diff touches: cheap
+                   enough to run before every stop
   --in-diff DIFF   the same with a diff file of your own";
 
 /// Counts of one cargo-mutants run.
@@ -223,23 +224,32 @@ fn ensure_cargo_mutants() -> Result<(), String> {
         .map_err(|e| format!("cannot install cargo-mutants: {e}"))
 }
 
-/// Writes `git diff main` (the working tree against main) to a file and returns its path.
+/// Writes the diff of the working tree against where it left `main` (`git diff
+/// $(git merge-base main HEAD)`, so changes landed on main since are not counted) to a
+/// file and returns its path.
 fn diff_against_main(root: &Path, out_dir: &Path) -> Result<PathBuf, String> {
-    let output = Command::new("git")
-        .current_dir(root)
-        .args(["diff", "main", "--", "crates"])
-        .output()
-        .map_err(|e| format!("cannot run git diff main: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "git diff main failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
+    let git = |args: &[&str]| -> Result<Vec<u8>, String> {
+        let output = Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run git {}: {e}", args.join(" ")))?;
+        if !output.status.success() {
+            return Err(format!(
+                "git {} failed ({}): {}; --in-diff needs a branch named main",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(output.stdout)
+    };
+    let base = String::from_utf8_lossy(&git(&["merge-base", "main", "HEAD"])?)
+        .trim()
+        .to_string();
+    let diff = git(&["diff", &base, "--", "crates"])?;
     let file = out_dir.join("diff-main.patch");
-    std::fs::write(&file, &output.stdout)
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    std::fs::write(&file, &diff).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     Ok(file)
 }
 
@@ -286,6 +296,11 @@ fn run_target(
     if !target.test_args.is_empty() {
         cmd.arg("--").args(target.test_args);
     }
+    // One target directory for every run: dependencies are built once, not per crate.
+    cmd.env(
+        "CARGO_TARGET_DIR",
+        root.join("target").join("mutants").join("build"),
+    );
     eprintln!("xtask: {}: {cmd:?}", target.label);
     let status = cmd
         .status()
