@@ -325,6 +325,17 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_that_cannot_be_removed_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: removing it as a file fails.
+        let path = dir.path().join("lock.json");
+        std::fs::create_dir(&path).unwrap();
+        let lock = DeployLock::new(path.clone());
+        assert!(lock.write(None).is_err());
+        assert!(path.exists());
+    }
+
+    #[test]
     fn releasing_a_free_lock_is_fine() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DeployLock::new(dir.path().join("lock.json"));
