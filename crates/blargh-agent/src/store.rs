@@ -632,7 +632,10 @@ mod tests {
         store.set_current(&ids[4]).unwrap();
         assert!(store.prune(0, &[]).unwrap() == vec![ids[0].clone()]);
         assert_eq!(store.list().unwrap().len(), 1);
-        // Removing what is gone already is fine.
+        // Removing what is gone already is fine; a path that cannot be looked at is not.
         assert!(remove_any(&store.layout().release_dir(&ids[1])).is_ok());
+        let file = store.layout().root().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(remove_any(&file.join("below-a-file")).is_err());
     }
 }
