@@ -274,6 +274,11 @@ fn run_target(
     output: &Path,
     diff: Option<&Path>,
 ) -> Result<Counts, String> {
+    // A run that finds no mutant writes no report: never read an earlier run's.
+    if output.exists() {
+        std::fs::remove_dir_all(output)
+            .map_err(|e| format!("cannot remove the old report {}: {e}", output.display()))?;
+    }
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root).args([
         "mutants",
