@@ -9,6 +9,7 @@ mod bench_deploy;
 mod bench_roundtrips;
 mod bench_seed;
 mod demo;
+mod mutants;
 mod prereqs;
 
 use std::process::{Command, ExitCode};
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("prereqs") => prereqs::ensure(),
+        Some("mutants") => mutants::run(&args[1..]),
         _ => Err(
             "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
                 .to_string(),

@@ -113,4 +113,76 @@ mod tests {
         assert!(with_set("", &key("A"), "two\nlines").is_err());
         assert!(with_set("", &key("A"), "x=y z").is_ok());
     }
+
+    #[test]
+    fn carriage_returns_are_line_breaks_too() {
+        let err = with_set("", &key("A"), "one\rtwo").unwrap_err();
+        assert!(err.contains("A contains a line break"), "{err}");
+        assert!(with_set("", &key("A"), "").is_ok());
+    }
+
+    #[test]
+    fn only_the_named_key_goes() {
+        let text = "  KEY = spaced\nKEY_2=other\nXKEY=x\n# KEY=commented\nKEY=last\n";
+        assert_eq!(
+            without(text, &key("KEY")),
+            "KEY_2=other\nXKEY=x\n# KEY=commented\n"
+        );
+        assert_eq!(without("no equals sign\n", &key("NO")), "no equals sign\n");
+        assert_eq!(
+            with_set(text, &key("KEY"), "new").unwrap(),
+            "KEY_2=other\nXKEY=x\n# KEY=commented\nKEY=new\n"
+        );
+    }
+
+    #[test]
+    fn names_are_sorted_and_a_broken_file_has_none() {
+        assert_eq!(names("Z=1\nA=2\nM=3\nA=4\n"), vec!["A", "M", "Z"]);
+        assert!(names("not a line\n").is_empty());
+    }
+
+    #[test]
+    fn read_and_write_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        assert_eq!(read(&path).unwrap(), "");
+        write(&path, "A=1\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "A=1\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        write(&path, "B=2\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "B=2\n");
+        assert!(!path.with_extension("new").exists(), "temporary file left");
+        // A directory in its place is an error, not an empty file.
+        let err = read(dir.path()).unwrap_err();
+        assert_ne!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn writing_keeps_the_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(&path, "A=1\n").unwrap();
+        // Only root may give a file away (and so see it kept); others check it is unchanged.
+        if running_as_root() {
+            std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
+        }
+        let before = std::fs::metadata(&path).unwrap();
+        write(&path, "A=2\n").unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    }
+
+    /// Whether the tests run as root, from /proc (no libc call needed).
+    fn running_as_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .map(|u| u.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
 }

@@ -5,6 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use blargh_proto::control::{LockInfo, LockRequest};
 
@@ -13,14 +14,27 @@ use blargh_proto::control::{LockInfo, LockRequest};
 pub struct DeployLock {
     path: PathBuf,
     guard: Mutex<()>,
+    clock: fn() -> SystemTime,
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_secs(SystemTime::now())
+}
+
+/// Seconds from the Unix epoch to `t` (0 before it).
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Whether `req` overrides whoever holds the lock (and so a lock file that cannot be read).
+fn forced(req: &LockRequest) -> bool {
+    match req {
+        LockRequest::Acquire { force, .. } | LockRequest::Release { force, .. } => *force,
+        LockRequest::Status => false,
+    }
 }
 
 /// Decides a lock request against the current holder. Pure: `Ok(new state)` or the refusal.
@@ -70,31 +84,65 @@ pub fn decide(
 }
 
 impl DeployLock {
-    /// The lock stored at `path`.
+    /// The lock stored at `path`, on the system clock.
     pub fn new(path: PathBuf) -> Self {
+        DeployLock::with_clock(path, SystemTime::now)
+    }
+
+    /// The lock stored at `path`, reading the time from `clock` (tests step it past a
+    /// lock's expiry).
+    pub fn with_clock(path: PathBuf, clock: fn() -> SystemTime) -> Self {
         DeployLock {
             path,
             guard: Mutex::new(()),
+            clock,
         }
     }
 
     /// Applies `req`; returns the lock afterwards, or why it was refused.
+    ///
+    /// A lock file that exists but cannot be parsed is not taken for "no lock": only a
+    /// forced request may replace it.
     pub fn apply(&self, req: &LockRequest) -> Result<Option<LockInfo>, String> {
         let _g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
-        let held = self
-            .read()
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let next = decide(held.clone(), req, unix_now(), &crate::time::now_rfc3339())?;
-        if next != held {
+        let mut corrupt = false;
+        let held = match self.read() {
+            Ok(held) => held,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && forced(req) => {
+                corrupt = true;
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(format!(
+                    "the deploy lock file {} is corrupt ({e}); nobody can tell who holds it. \
+                     Take it with --force, or release it with --force, once you know no \
+                     deploy is running",
+                    self.path.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        };
+        let now = (self.clock)();
+        let next = decide(
+            held.clone(),
+            req,
+            unix_secs(now),
+            &humantime::format_rfc3339_millis(now).to_string(),
+        )?;
+        if next != held || corrupt {
             self.write(next.as_ref())
                 .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         }
         Ok(next)
     }
 
+    /// The lock in the file: `None` when there is no file; an `InvalidData` error when its
+    /// content is not a lock.
     fn read(&self) -> io::Result<Option<LockInfo>> {
         match std::fs::read_to_string(&self.path) {
-            Ok(t) => Ok(serde_json::from_str(&t).ok()),
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -163,6 +211,140 @@ mod tests {
             force: false,
         };
         assert_eq!(decide(held, &own, 101, "t").unwrap(), None);
+    }
+
+    thread_local! {
+        static NOW: std::cell::Cell<u64> = const { std::cell::Cell::new(1_795_000_000) };
+    }
+
+    /// A clock the test moves by hand (per test thread).
+    fn test_clock() -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(NOW.with(|n| n.get()))
+    }
+
+    fn set_now(secs: u64) {
+        NOW.with(|n| n.set(secs));
+    }
+
+    #[test]
+    fn unix_now_is_the_system_clock() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let now = unix_now();
+        let after = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+        assert_eq!(unix_secs(UNIX_EPOCH - std::time::Duration::from_secs(5)), 0);
+    }
+
+    #[test]
+    fn a_stored_lock_expires_by_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DeployLock::with_clock(dir.path().join("lock.json"), test_clock);
+        set_now(1_795_000_000);
+        let held = lock.apply(&acquire("ana@laptop", false)).unwrap().unwrap();
+        assert_eq!(held.expires_unix, 1_795_000_060);
+        assert_eq!(held.since, "2026-11-18T11:06:40.000Z");
+        set_now(1_795_000_059);
+        let err = lock.apply(&acquire("bo@ci", false)).unwrap_err();
+        assert!(err.contains("expires in 1 s"), "{err}");
+        set_now(1_795_000_060);
+        assert_eq!(lock.apply(&LockRequest::Status).unwrap(), None);
+        let taken = lock.apply(&acquire("bo@ci", false)).unwrap().unwrap();
+        assert_eq!(taken.holder, "bo@ci");
+    }
+
+    #[test]
+    fn the_system_clock_expires_locks_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock.json");
+        // A lock that expired a minute ago, and one that expires in an hour.
+        let stale = LockInfo {
+            holder: "ana@laptop".into(),
+            message: "crashed deploy".into(),
+            since: "earlier".into(),
+            expires_unix: unix_now() - 60,
+        };
+        std::fs::write(&path, serde_json::to_vec(&stale).unwrap()).unwrap();
+        let lock = DeployLock::new(path.clone());
+        assert_eq!(lock.apply(&LockRequest::Status).unwrap(), None);
+        let fresh = LockInfo {
+            expires_unix: unix_now() + 3600,
+            ..stale
+        };
+        std::fs::write(&path, serde_json::to_vec(&fresh).unwrap()).unwrap();
+        assert_eq!(lock.apply(&LockRequest::Status).unwrap(), Some(fresh));
+    }
+
+    #[test]
+    fn a_corrupt_lock_file_is_not_a_free_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock.json");
+        std::fs::write(&path, "{\"holder\": \"ana@lap").unwrap();
+        let lock = DeployLock::new(path.clone());
+        let err = lock.apply(&acquire("bo@ci", false)).unwrap_err();
+        assert!(
+            err.contains("is corrupt") && err.contains("--force"),
+            "{err}"
+        );
+        assert!(lock.apply(&LockRequest::Status).is_err());
+        let not_forced = LockRequest::Release {
+            holder: "bo@ci".into(),
+            force: false,
+        };
+        assert!(lock.apply(&not_forced).is_err());
+        // Forcing replaces it.
+        let taken = lock.apply(&acquire("bo@ci", true)).unwrap().unwrap();
+        assert_eq!(taken.holder, "bo@ci");
+        std::fs::write(&path, "garbage").unwrap();
+        let forced = LockRequest::Release {
+            holder: "bo@ci".into(),
+            force: true,
+        };
+        assert_eq!(lock.apply(&forced).unwrap(), None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_unreadable_lock_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: reading it fails with something other
+        // than "not found".
+        let path = dir.path().join("lock.json");
+        std::fs::create_dir(&path).unwrap();
+        let lock = DeployLock::new(path);
+        let err = lock.apply(&acquire("bo@ci", true)).unwrap_err();
+        assert!(err.starts_with("cannot read "), "{err}");
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_removed_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: removing it as a file fails.
+        let path = dir.path().join("lock.json");
+        std::fs::create_dir(&path).unwrap();
+        let lock = DeployLock::new(path.clone());
+        assert!(lock.write(None).is_err());
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn releasing_a_free_lock_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DeployLock::new(dir.path().join("lock.json"));
+        let own = LockRequest::Release {
+            holder: "ana@laptop".into(),
+            force: false,
+        };
+        assert_eq!(lock.apply(&own).unwrap(), None);
+        assert!(lock.write(None).is_ok(), "removing a missing file");
     }
 
     #[test]

@@ -321,6 +321,7 @@ fn remove_any(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn sha(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))
@@ -453,11 +454,192 @@ mod tests {
         assert_eq!(removed.len(), 3);
     }
 
+    /// Writes a valid manifest at `dir/release.json`, outside any release the store made.
+    fn plant_manifest(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let m = ReleaseManifest {
+            id: "planted".parse().unwrap(),
+            version: None,
+            git_sha: None,
+            sha256: "00".repeat(32),
+            size: 1,
+            built_at: None,
+            deployed_at: "2026-01-01T00:00:00Z".into(),
+            deployed_by: None,
+            message: None,
+        };
+        std::fs::write(dir.join(blargh_proto::manifest::MANIFEST_FILE), m.to_json()).unwrap();
+    }
+
     #[test]
     fn ids_cannot_escape_the_store() {
-        let (_d, store) = store();
-        for bad in ["../etc", "a/b", ".hidden", ""] {
-            assert!(store.get(bad).is_err(), "{bad}");
+        let (d, store) = store();
+        // Each bad id names a readable manifest, so only the id check can refuse it.
+        plant_manifest(&d.path().join("outside"));
+        plant_manifest(&store.layout().releases().join("a/b"));
+        plant_manifest(&store.layout().releases().join(".hidden"));
+        plant_manifest(&store.layout().releases());
+        for bad in ["../outside", "a/b", ".hidden", ""] {
+            let err = store.get(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}: {err}");
+            assert!(err.to_string().contains("is not a valid release id"), "{err}");
         }
+    }
+
+    #[test]
+    fn ids_with_dots_dashes_and_underscores_are_looked_up() {
+        let (_d, store) = store();
+        for good in ["20261128T153210.123Z-0badcafe", "a_b", "x.2"] {
+            let err = store.get(good).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{good}: {err}");
+            assert!(err.to_string().contains("there is no release"), "{err}");
+        }
+        plant_manifest(&store.layout().releases().join("a_b"));
+        assert_eq!(store.get("a_b").unwrap().id, "planted");
+    }
+
+    #[test]
+    fn a_corrupt_manifest_is_invalid_data() {
+        let (_d, store) = store();
+        let dir = store.layout().release_dir(&"r1".parse().unwrap());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(blargh_proto::manifest::MANIFEST_FILE), "{not json").unwrap();
+        assert_eq!(
+            store.get("r1").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // Such a directory is not listed as a release.
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn digests_must_be_64_hex_digits() {
+        let (_d, store) = store();
+        let body = b"bytes".to_vec();
+        let good = sha(&body);
+        for bad in [
+            "z".repeat(64),
+            format!("{}g", &good[..63]),
+            good[..63].to_string(),
+            format!("{good}0"),
+            String::new(),
+        ] {
+            let err = store
+                .receive(&mut &body[..], &bad, 5, Default::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ReceiveError::BadDigest(_)), "{bad}: {err}");
+        }
+        // Upper-case hex is the same digest.
+        let (m, _) = store
+            .receive(
+                &mut &body[..],
+                &good.to_ascii_uppercase(),
+                5,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.sha256, good);
+    }
+
+    #[tokio::test]
+    async fn reads_exactly_size_bytes_and_leaves_the_rest() {
+        let (_d, store) = store();
+        // Larger than the 256 KiB buffer, so the last read must stop at `size`.
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let size = body.len() as u64;
+        let mut stream = body.clone();
+        stream.extend_from_slice(b"next request\n");
+        let mut reader = &stream[..];
+        let (m, again) = store
+            .receive(&mut reader, &sha(&body), size, Default::default())
+            .await
+            .unwrap();
+        assert!(!again);
+        assert_eq!(m.size, size);
+        assert_eq!(reader, b"next request\n", "bytes past `size` were consumed");
+        assert_eq!(std::fs::read(store.layout().binary(&m.id)).unwrap(), body);
+        // Also when the release exists already and the bytes are discarded.
+        let mut reader = &stream[..];
+        let (_, again) = store
+            .receive(&mut reader, &sha(&body), size, Default::default())
+            .await
+            .unwrap();
+        assert!(again);
+        assert_eq!(reader, b"next request\n");
+    }
+
+    #[test]
+    fn ids_taken_get_a_numbered_suffix() {
+        let (_d, store) = store();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let sha = "0badcafe".repeat(8);
+        let base = release_id(now, &sha);
+        assert_eq!(store.unique_id(now, &sha).unwrap(), base);
+        std::fs::create_dir(store.layout().release_dir(&base.parse().unwrap())).unwrap();
+        assert_eq!(store.unique_id(now, &sha).unwrap(), format!("{base}.2"));
+        std::fs::create_dir(
+            store
+                .layout()
+                .release_dir(&format!("{base}.2").parse().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(store.unique_id(now, &sha).unwrap(), format!("{base}.3"));
+    }
+
+    #[test]
+    fn opening_clears_interrupted_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(layout.incoming().join("half-dir")).unwrap();
+        std::fs::write(layout.incoming().join("half-dir/x"), b"x").unwrap();
+        std::fs::write(layout.incoming().join("upload-1.part"), b"half").unwrap();
+        let store = Store::open(layout).unwrap();
+        assert_eq!(
+            std::fs::read_dir(store.layout().incoming())
+                .unwrap()
+                .count(),
+            0
+        );
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.layout().incoming()), 0o700);
+        assert_eq!(mode(store.layout().releases()), 0o755);
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_and_the_protected() {
+        let (_d, store) = store();
+        let mut ids = Vec::new();
+        for i in 0..5u8 {
+            let body = vec![i; 3];
+            let (m, _) = store
+                .receive(&mut &body[..], &sha(&body), 3, Default::default())
+                .await
+                .unwrap();
+            ids.push(m.id);
+        }
+        // Nothing current: keep 2 keeps the two newest, unless one is protected.
+        let removed = store.prune(2, &[&ids[0]]).unwrap();
+        let left: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id.into_string())
+            .collect();
+        assert_eq!(left, vec![ids[4].clone(), ids[0].clone()]);
+        assert_eq!(
+            removed,
+            vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
+        );
+        // keep 0 still keeps the protected ones.
+        store.set_current(&ids[4]).unwrap();
+        assert!(store.prune(0, &[]).unwrap() == vec![ids[0].clone()]);
+        assert_eq!(store.list().unwrap().len(), 1);
+        // Removing what is gone already is fine; a path that cannot be looked at is not.
+        assert!(remove_any(&store.layout().release_dir(&ids[1])).is_ok());
+        let file = store.layout().root().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(remove_any(&file.join("below-a-file")).is_err());
     }
 }

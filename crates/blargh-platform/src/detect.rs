@@ -169,4 +169,105 @@ mod tests {
         let paths = lines("/etc/inittab\n/etc/init.d\n/sbin/init");
         assert_eq!(init(&Os::Linux, Some("init"), &paths), InitSystem::SysVinit);
     }
+    #[test]
+    fn each_init_signal_alone_decides() {
+        let none: &[String] = &[];
+        // PID 1's name alone.
+        for (pid1, want) in [
+            ("/lib/systemd/systemd", InitSystem::Systemd),
+            ("openrc-init", InitSystem::OpenRc),
+            ("runit", InitSystem::Runit),
+            ("runit-init", InitSystem::Runit),
+            ("s6-svscan", InitSystem::S6),
+            ("launchd", InitSystem::Launchd),
+        ] {
+            assert_eq!(init(&Os::Linux, Some(pid1), none), want, "PID 1 {pid1}");
+        }
+        // One directory under /run alone, PID 1 unreadable.
+        for (path, want) in [
+            ("/run/systemd/system", InitSystem::Systemd),
+            ("/run/openrc", InitSystem::OpenRc),
+            ("/run/s6", InitSystem::S6),
+        ] {
+            assert_eq!(init(&Os::Linux, None, &lines(path)), want, "{path}");
+        }
+        // SysV init needs both PID 1 `init` and /etc/inittab.
+        assert_eq!(
+            init(&Os::Linux, Some("init"), none),
+            InitSystem::Unknown("PID 1 is `init`".into())
+        );
+        assert_eq!(
+            init(&Os::Linux, None, &lines("/etc/inittab")),
+            InitSystem::Unknown("PID 1 could not be read".into())
+        );
+        assert_eq!(
+            init(&Os::Linux, Some(""), none),
+            InitSystem::Unknown("PID 1 could not be read".into())
+        );
+    }
+
+    #[test]
+    fn freebsd_rc_d_from_any_one_signal() {
+        let none: &[String] = &[];
+        assert_eq!(init(&Os::FreeBsd, Some("init"), none), InitSystem::RcD);
+        assert_eq!(
+            init(&Os::FreeBsd, None, &lines("/etc/rc.conf")),
+            InitSystem::RcD
+        );
+        assert_eq!(
+            init(&Os::FreeBsd, None, &lines("/etc/rc.d")),
+            InitSystem::RcD
+        );
+        assert_eq!(
+            init(&Os::FreeBsd, None, none),
+            InitSystem::Unknown("PID 1 could not be read".into())
+        );
+        // rc.conf on Linux means nothing by itself.
+        assert!(matches!(
+            init(&Os::Linux, None, &lines("/etc/rc.conf")),
+            InitSystem::Unknown(_)
+        ));
+        assert_eq!(init(&Os::MacOs, None, none), InitSystem::Launchd);
+    }
+
+    #[test]
+    fn libc_of_each_os_and_tool() {
+        let freebsd = libc(&Os::FreeBsd, &[], Some("glibc 2.36"), &[]);
+        assert_eq!(
+            freebsd,
+            Libc::Other {
+                name: "FreeBSD libc".into()
+            }
+        );
+        assert_eq!(
+            libc(&Os::MacOs, &[], None, &[]),
+            Libc::Other {
+                name: "libSystem".into()
+            }
+        );
+        let debian = lines("ldd (Debian GLIBC 2.36-9+deb12u4) 2.36\nCopyright (C) 2022");
+        assert_eq!(
+            libc(&Os::Linux, &debian, None, &[]),
+            Libc::Glibc {
+                major: 2,
+                minor: 36
+            }
+        );
+        let alpine = lines("musl libc (x86_64)\nVersion 1.2.5");
+        let glibc_loader = lines("/lib64/ld-linux-x86-64.so.2");
+        assert_eq!(
+            libc(&Os::Linux, &alpine, None, &glibc_loader),
+            Libc::Musl {
+                version: Some("1.2.5".into())
+            }
+        );
+        assert_eq!(libc(&Os::Linux, &[], None, &glibc_loader), Libc::Unknown);
+        // A getconf answer that is not glibc's falls through to ldd.
+        assert_eq!(
+            libc(&Os::Linux, &alpine, Some("undefined"), &[]),
+            Libc::Musl {
+                version: Some("1.2.5".into())
+            }
+        );
+    }
 }

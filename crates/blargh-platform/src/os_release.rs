@@ -102,4 +102,18 @@ mod tests {
         assert_eq!(d.id, "linux");
         assert!(parse_distribution("\n\n").is_none());
     }
+
+    #[test]
+    fn keys_must_be_names() {
+        let pairs = parse_pairs("=orphan\nID=a#b\nBAD KEY=x\nVERSION_ID=#nothing\nNAME=\"x#y\"\n");
+        let want = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            pairs,
+            [
+                want("ID", "a#b"),
+                want("VERSION_ID", ""),
+                want("NAME", "x#y")
+            ]
+        );
+    }
 }

@@ -311,4 +311,14 @@ mod tests {
             Err(ProbeError::Missing("uname -m"))
         );
     }
+
+    #[test]
+    fn the_first_non_empty_line_is_quoted() {
+        assert_eq!(
+            parse_probe("\n  \nbash: sh: not found\nlogout\n"),
+            Err(ProbeError::NotProbeOutput {
+                first_line: "bash: sh: not found".into()
+            })
+        );
+    }
 }

@@ -401,3 +401,51 @@ fn object_files_and_garbage_are_errors() {
         Err(ElfError::Malformed(_))
     ));
 }
+
+/// A binary with `interpreter` and no `GLIBC_*` version references, branded `os_abi`.
+fn with_loader(interpreter: Option<&str>, os_abi: u8) -> BinaryReqs {
+    TinyElf {
+        machine: EM_X86_64,
+        os_abi,
+        interpreter,
+        versions: &[],
+    }
+    .reqs()
+}
+
+#[test]
+fn the_loader_alone_names_the_libc() {
+    assert_eq!(with_loader(Some(GLIBC_LOADER), 0).libc, NeededLibc::Glibc);
+    assert_eq!(
+        with_loader(Some("/lib64/ld64.so.2"), 0).libc,
+        NeededLibc::Glibc
+    );
+    assert_eq!(
+        with_loader(Some("/opt/vendor/ld.so"), 0).libc,
+        NeededLibc::Other("/opt/vendor/ld.so".into())
+    );
+    // FreeBSD either by its loader or by its brand.
+    let by_loader = with_loader(Some("/libexec/ld-elf.so.1"), 0);
+    assert_eq!(
+        (by_loader.os, by_loader.libc),
+        (Os::FreeBsd, NeededLibc::FreeBsd)
+    );
+    let by_brand = with_loader(None, ELFOSABI_FREEBSD);
+    assert_eq!(
+        (by_brand.os, by_brand.libc),
+        (Os::FreeBsd, NeededLibc::None)
+    );
+    assert_eq!(with_loader(None, 0).os, Os::Linux);
+}
+
+#[test]
+fn an_unknown_loader_location_is_not_checked() {
+    // The probe lists only the standard loader paths, so another one cannot be called
+    // missing; FreeBSD's own loader is among the standard ones.
+    let vendor = with_loader(Some("/opt/vendor/ld.so"), 0);
+    check_fit(&vendor, &fixture("debian-12")).unwrap();
+    let mut bsd_host = fixture("freebsd-14");
+    bsd_host.loaders.clear();
+    let err = check_fit(&with_loader(Some("/libexec/ld-elf.so.1"), 0), &bsd_host).unwrap_err();
+    assert!(matches!(err, FitError::MissingLoader { .. }), "{err}");
+}
