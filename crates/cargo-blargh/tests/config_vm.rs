@@ -245,7 +245,18 @@ fn every_configured_key_reaches_a_systemd_server() {
     assert!(ended > switching, "the stream ran until the switch");
     assert!(app.body(80).starts_with("hello from v2 "));
 
-    // Nothing changed: seed says so.
+    // Seed brings the unit in line with the file's new timeouts and retention (the flags a
+    // fresh agent starts with); run again, it has nothing left to change and says so.
+    let out = ok(&app.run(&["seed"]));
+    assert!(
+        out.contains("changed       service unit"),
+        "the unit takes drain_timeout 1s and keep_releases 2:\n{out}"
+    );
+    let unit = vm.ssh_ok("systemctl cat blargh-shop.service").unwrap();
+    assert!(
+        unit.contains("--drain-timeout 1s --ready-timeout 20s --keep-releases 2"),
+        "{unit}"
+    );
     let out = ok(&app.run(&["seed"]));
     assert!(out.contains("nothing changed"), "{out}");
 }
