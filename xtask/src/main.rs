@@ -2,7 +2,9 @@
 //!
 //! - `test`: install what the tests need (Debian packages, when root) and run them all;
 //! - `bench`: measure the agent against the promises and print figures and ratios;
-//! - `demo`: show a zero-downtime switch on this machine.
+//! - `demo`: show a zero-downtime switch on this machine;
+//! - `mutants`: mutation testing of the VM-free crates, score per crate (docs/testing.md);
+//! - `prereqs`: install the Debian packages the tests drive.
 
 mod bench;
 mod bench_deploy;
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
         Some("prereqs") => prereqs::ensure(),
         Some("mutants") => mutants::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|mutants|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  mutants  cargo-mutants on the VM-free crates, score per crate (--in-diff: only what changed)\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };
