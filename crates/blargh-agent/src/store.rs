@@ -482,7 +482,10 @@ mod tests {
         for bad in ["../outside", "a/b", ".hidden", ""] {
             let err = store.get(bad).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}: {err}");
-            assert!(err.to_string().contains("is not a valid release id"), "{err}");
+            assert!(
+                err.to_string().contains("is not a valid release id"),
+                "{err}"
+            );
         }
     }
 

@@ -244,15 +244,18 @@ fn check_app(s: &str) -> Result<(), NameError> {
 }
 
 fn check_socket(s: &str) -> Result<(), NameError> {
-    if lower_name(s, MAX_SOCKET_LEN) {
+    // No '-': unit names are `blargh-<app>-<socket>` and apps may contain '-', so app
+    // `shop` with socket `admin-web` and app `shop-admin` with socket `web` would share one.
+    if lower_name(s, MAX_SOCKET_LEN) && !s.contains('-') {
         return Ok(());
     }
     Err(NameError {
         kind: "socket name",
         value: s.to_string(),
         rule: format!(
-            "it names a systemd socket unit and the app asks for it by name, so it is \
-             1-{MAX_SOCKET_LEN} lower-case letters, digits, '-' or '_', starting with a letter"
+            "it names a systemd socket unit (blargh-<app>-<socket>) and the app asks for it by \
+             name, so it is 1-{MAX_SOCKET_LEN} lower-case letters, digits or '_', starting with \
+             a letter (no '-', which separates it from the app's name)"
         ),
         fix: "write one like `web` or `admin` (blargh::listen(\"web\", ...))".to_string(),
     })
@@ -345,7 +348,11 @@ mod tests {
     #[test]
     fn socket_names() {
         assert!("web".parse::<SocketName>().is_ok());
-        assert!("admin-2".parse::<SocketName>().is_ok());
+        assert!("admin_2".parse::<SocketName>().is_ok());
+        assert!(
+            "admin-web".parse::<SocketName>().is_err(),
+            "blargh-shop-admin-web.socket would also be app shop-admin's socket web"
+        );
         for bad in ["", "Web", "a:b", "we b", &"w".repeat(25)] {
             assert!(bad.parse::<SocketName>().is_err(), "{bad}");
         }
