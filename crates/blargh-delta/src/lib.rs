@@ -578,3 +578,36 @@ fn sha_at(b: &[u8], at: usize) -> [u8; 32] {
     x.copy_from_slice(&b[at..at + 32]);
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_named_for_people() {
+        assert_eq!(Method::Whole.to_string(), "whole file (zstd)");
+        assert_eq!(Method::Delta.to_string(), "delta (bidiff + zstd)");
+    }
+
+    #[test]
+    fn every_short_prefix_is_truncated_never_a_panic() {
+        let frame = encode_whole(b"hello");
+        for len in 0..HEADER_LEN {
+            match frame_info(&frame[..len]) {
+                Err(DeltaError::Truncated { needed, got }) => {
+                    assert_eq!((needed, got), (HEADER_LEN as u64, len as u64));
+                }
+                other => panic!("a {len}-byte prefix gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_frame_that_names_a_base_is_corrupt() {
+        let mut frame = encode_whole(b"hello");
+        frame[off::BASE_SIZE] = 1;
+        let check = header_check(&frame[..off::CHECK]);
+        frame[off::CHECK..HEADER_LEN].copy_from_slice(&check);
+        assert!(matches!(frame_info(&frame), Err(DeltaError::CorruptHeader)));
+    }
+}
