@@ -576,14 +576,17 @@ listen = { web = "0.0.0.0:8081" }
     #[test]
     fn bad_flags_name_the_flag() {
         let dir = tempfile::tempdir().unwrap();
-        let base = overrides(dir.path().join("Cargo.toml"));
+        let base = Overrides {
+            app: Some("shop".into()),
+            ..overrides(dir.path().join("Cargo.toml"))
+        };
         let cases: Vec<(Overrides, &str)> = vec![
             (
                 Overrides {
                     listen: Some(vec![("Web".into(), "0.0.0.0:80".into())]),
                     ..base.clone()
                 },
-                "cannot name a socket",
+                "--listen Web=0.0.0.0:80",
             ),
             (
                 Overrides {
