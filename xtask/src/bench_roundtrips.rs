@@ -145,6 +145,15 @@ fn loopback(cli: &Path, v1: &Path, v2: &Path) -> Result<Vec<Figure>, String> {
     std::fs::write(&empty, "").map_err(|e| e.to_string())?;
     let dest = format!("root@127.0.0.1:{}", sshd.port());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // Deploy compares the host with the configuration: say where this agent listens.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{app}\"\nversion = \"0.1.0\"\n\n[package.metadata.blargh]\n\
+             hosts = [\"{dest}\"]\nlisten = {{ web = \"127.0.0.1:{port}\" }}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     let run = |args: &[&str]| -> Result<Output, String> {
         Command::new(cli)
             .args(args)

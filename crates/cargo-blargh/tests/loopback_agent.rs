@@ -168,6 +168,17 @@ fn deploy_redeploy_and_rollback_over_loopback() {
     let agent = TestAgent::start(BIN, AgentOptions::default());
     let app = format!("dtest{}", std::process::id() % 100_000);
     let _link = link(&app, agent.root());
+    // Deploy compares the host with the configuration: say where this agent listens.
+    std::fs::write(
+        s.home.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{app}\"\nversion = \"0.1.0\"\n\n[package.metadata.blargh]\n\
+             hosts = [\"root@127.0.0.1:{}\"]\nlisten = {{ web = \"127.0.0.1:{}\" }}\n",
+            s.port,
+            agent.port()
+        ),
+    )
+    .unwrap();
     let timed = |args: &[&str]| {
         let t = Instant::now();
         let out = s.cli(&app, args, None);
