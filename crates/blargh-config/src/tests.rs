@@ -849,3 +849,35 @@ fn load_reads_a_file_or_a_directory_and_names_missing_ones() {
     assert!(e.to_string().contains("cannot read it"), "{e}");
     assert!(e.to_string().contains("app's package directory"), "{e}");
 }
+
+/// Hosts that would be misread by ssh (or by us) are refused, each with its own reason.
+#[test]
+fn hosts_that_ssh_would_misread_are_refused() {
+    for (host, why) in [
+        ("http://deploy@h", "only ssh:// URLs are understood"),
+        ("-oProxyCommand=x@h", "a user cannot start with '-'"),
+        ("@h", "the user before '@' is empty"),
+    ] {
+        let e = err(&format!("hosts = [{}]\n", check::quote(host)));
+        assert!(e.to_string().contains(why), "{host}: {e}");
+    }
+    // An IPv6 address in brackets without a port, and an ssh:// URL, are fine.
+    assert_eq!(ok("hosts = [\"deploy@[2001:db8::1]\"]\n").hosts.len(), 1);
+    assert_eq!(ok("hosts = [\"ssh://deploy@h:2222/\"]\n").hosts.len(), 1);
+}
+
+/// Control characters are escaped when a value is quoted back in a message.
+#[test]
+fn quoted_values_escape_control_characters() {
+    assert_eq!(check::quote("a\u{1b}b"), "\"a\\u001Bb\"");
+    assert_eq!(check::quote("q\"\\\n\t\r"), "\"q\\\"\\\\\\n\\t\\r\"");
+}
+
+/// A destination name is letters, digits, '-' and '_' only.
+#[test]
+fn destination_names_are_checked_character_by_character() {
+    assert!(check::destination_name("prod-eu_1").is_ok());
+    for bad in ["", "pro d", "prod.eu", "prod/eu", &"x".repeat(65)] {
+        assert!(check::destination_name(bad).is_err(), "{bad:?}");
+    }
+}
