@@ -325,7 +325,7 @@ pub(crate) fn unknown_placeholder(arg: &str) -> Option<&str> {
 }
 
 /// The edit distance between `a` and `b` (Levenshtein, on characters).
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

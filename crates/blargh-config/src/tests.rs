@@ -881,3 +881,32 @@ fn destination_names_are_checked_character_by_character() {
         assert!(check::destination_name(bad).is_err(), "{bad:?}");
     }
 }
+
+/// `{word}` placeholders other than `{bin}` are found; `${VAR}` belongs to a shell.
+#[test]
+fn placeholders_are_found_unless_a_shell_owns_them() {
+    assert_eq!(check::unknown_placeholder("{binary}"), Some("{binary}"));
+    assert_eq!(check::unknown_placeholder("--x={home}"), Some("{home}"));
+    assert_eq!(check::unknown_placeholder("${home}"), None);
+    assert_eq!(check::unknown_placeholder("a${home}"), None);
+    assert_eq!(check::unknown_placeholder("{bin} {bin}"), None);
+}
+
+/// The edit distance behind "did you mean".
+#[test]
+fn edit_distances() {
+    assert_eq!(check::distance("", "abc"), 3);
+    assert_eq!(check::distance("abc", ""), 3);
+    assert_eq!(check::distance("kitten", "sitting"), 3);
+    assert_eq!(check::distance("hots", "hosts"), 1);
+    assert_eq!(check::distance("same", "same"), 0);
+}
+
+/// A byte offset inside a multi-byte character counts from that character's start.
+#[test]
+fn locations_inside_a_character_step_back_to_it() {
+    let at = Location::of("aé\nb", 2);
+    assert_eq!((at.line, at.column), (1, 2));
+    let at = Location::of("aé\nb", 4);
+    assert_eq!((at.line, at.column), (2, 1));
+}
