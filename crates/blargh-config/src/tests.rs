@@ -910,3 +910,25 @@ fn locations_inside_a_character_step_back_to_it() {
     let at = Location::of("aé\nb", 4);
     assert_eq!((at.line, at.column), (2, 1));
 }
+
+/// Only the strings "true" and "false" get the "without quotes" hint; other strings are
+/// the wrong type.
+#[test]
+fn quoted_booleans_get_their_own_hint() {
+    let e = err("hosts = [\"a@b\"]\nparallel = \"true\"\n").to_string();
+    assert!(e.contains("write it without quotes"), "{e}");
+    let e = err("hosts = [\"a@b\"]\nparallel = \"yes\"\n").to_string();
+    assert!(!e.contains("without quotes"), "{e}");
+    assert!(e.contains("true or false"), "{e}");
+}
+
+/// Inside a destination, `destinations` is not a key to suggest (they do not nest).
+#[test]
+fn a_destination_never_suggests_destinations() {
+    let e = err(
+        "hosts = [\"a@b\"]\n[package.metadata.blargh.destinations.staging]\ndestinationz = 1\n",
+    )
+    .to_string();
+    assert!(e.contains("destinationz"), "{e}");
+    assert!(!e.contains("did you mean `destinations`"), "{e}");
+}
