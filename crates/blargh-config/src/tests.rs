@@ -932,3 +932,23 @@ fn a_destination_never_suggests_destinations() {
     assert!(e.contains("destinationz"), "{e}");
     assert!(!e.contains("did you mean `destinations`"), "{e}");
 }
+
+/// A second placeholder after `{bin}` is still found (the scan moves on correctly).
+#[test]
+fn a_placeholder_after_bin_is_found() {
+    assert_eq!(check::unknown_placeholder("{bin}{home}"), Some("{home}"));
+    assert_eq!(
+        check::unknown_placeholder("x{bin} --y={data}"),
+        Some("{data}")
+    );
+}
+
+/// `init` appends the section after exactly one blank line, whatever the file ends with.
+#[test]
+fn the_skeleton_follows_one_blank_line() {
+    for text in ["[package]\nname = \"a\"\n", "[package]\nname = \"a\""] {
+        let out = add_skeleton(text, Path::new("Cargo.toml")).unwrap();
+        assert!(out.starts_with("[package]\nname = \"a\"\n\n"), "{out:?}");
+        assert!(!out.contains("\n\n\n"), "{out:?}");
+    }
+}
