@@ -60,24 +60,7 @@ pub(crate) fn app_name(s: &str) -> Result<(), Problem> {
 
 /// A valid app name as close to `s` as possible (for suggestions and the skeleton).
 pub(crate) fn app_name_from(s: &str) -> String {
-    let mut name: String = s
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name.insert_str(0, "app-");
-    }
-    name.truncate(MAX_APP_LEN);
-    let trimmed = name.trim_end_matches(['-', '_']).len();
-    name.truncate(trimmed);
-    name
+    blargh_proto::names::lower_name_from(s, MAX_APP_LEN)
 }
 
 /// A socket name: it ends up in `LISTEN_FDNAMES` and in systemd unit names.

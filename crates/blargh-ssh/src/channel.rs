@@ -41,29 +41,7 @@ impl ExecChannel {
         mut reader: ChannelReadHalf,
         writer: ChannelWriteHalf<Msg>,
     ) -> Result<Self, SshError> {
-        let exec_err = |message: String| SshError::Exec {
-            host: host.clone(),
-            command: command.to_string(),
-            message,
-        };
-        writer
-            .exec(true, command)
-            .await
-            .map_err(|e| exec_err(format!("could not send the request: {e}")))?;
-        loop {
-            match reader.wait().await {
-                Some(ChannelMsg::Success) => break,
-                Some(ChannelMsg::Failure) => {
-                    return Err(exec_err("the server refused to run it".into()));
-                }
-                Some(ChannelMsg::Close) | None => {
-                    return Err(exec_err(
-                        "the channel closed before the command started".into(),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+        crate::exec::start_exec(&host, command, &mut reader, &writer).await?;
         Ok(ExecChannel {
             host,
             command: command.to_string(),

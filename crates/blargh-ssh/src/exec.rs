@@ -193,14 +193,14 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     result
 }
 
-async fn drive<R: AsyncRead + Unpin>(
+/// Sends the exec request for `command` and waits until the server accepts it; the error
+/// names the host, the command and why it did not start.
+pub(crate) async fn start_exec(
     host: &str,
     command: &str,
-    mut reader: ChannelReadHalf,
+    reader: &mut ChannelReadHalf,
     writer: &ChannelWriteHalf<Msg>,
-    stdin: R,
-    on_stdout: &mut (dyn FnMut(&[u8]) + Send),
-) -> Result<(ExitStatus, Vec<u8>), SshError> {
+) -> Result<(), SshError> {
     let exec_err = |message: String| SshError::Exec {
         host: host.to_string(),
         command: command.to_string(),
@@ -210,10 +210,9 @@ async fn drive<R: AsyncRead + Unpin>(
         .exec(true, command)
         .await
         .map_err(|e| exec_err(format!("could not send the request: {e}")))?;
-    // Wait for the server to accept the request before streaming stdin.
     loop {
         match reader.wait().await {
-            Some(ChannelMsg::Success) => break,
+            Some(ChannelMsg::Success) => return Ok(()),
             Some(ChannelMsg::Failure) => {
                 return Err(exec_err("the server refused to run it".into()));
             }
@@ -225,6 +224,18 @@ async fn drive<R: AsyncRead + Unpin>(
             Some(_) => {}
         }
     }
+}
+
+async fn drive<R: AsyncRead + Unpin>(
+    host: &str,
+    command: &str,
+    mut reader: ChannelReadHalf,
+    writer: &ChannelWriteHalf<Msg>,
+    stdin: R,
+    on_stdout: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<(ExitStatus, Vec<u8>), SshError> {
+    // Wait for the server to accept the request before streaming stdin.
+    start_exec(host, command, &mut reader, writer).await?;
 
     let mut stderr = Vec::new();
     let mut status = ExitStatus::Unknown;
