@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use russh::client::Msg;
 use russh::client::{self, Handle};
 use russh::keys::Algorithm;
-use russh::{Disconnect, Preferred};
+use russh::{ChannelReadHalf, ChannelWriteHalf, Disconnect, Preferred};
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 
@@ -170,40 +171,39 @@ impl Session {
         })
     }
 
+    /// A new session channel for `command`, split, with the host's name for messages.
+    async fn open_channel(
+        &self,
+        command: &str,
+    ) -> Result<(String, ChannelReadHalf, ChannelWriteHalf<Msg>), SshError> {
+        let host = self.target.display_addr();
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Exec {
+                host: host.clone(),
+                command: command.to_string(),
+                message: format!("could not open a channel: {e}"),
+            })?;
+        let (reader, writer) = channel.split();
+        Ok((host, reader, writer))
+    }
+
     async fn run<R: AsyncRead + Unpin + Send>(
         &self,
         command: &str,
         stdin: R,
         on_stdout: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<(exec::ExitStatus, Vec<u8>), SshError> {
-        let host = self.target.display_addr();
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| SshError::Exec {
-                host: host.clone(),
-                command: command.to_string(),
-                message: format!("could not open a channel: {e}"),
-            })?;
-        let (reader, writer) = channel.split();
+        let (host, reader, writer) = self.open_channel(command).await?;
         exec::run(&host, command, reader, writer, stdin, on_stdout).await
     }
 
     /// Starts `command` and keeps its channel open: write its stdin and read its stdout
     /// lines as a conversation goes (see [`ExecChannel`]).
     pub async fn open_exec(&self, command: &str) -> Result<ExecChannel, SshError> {
-        let host = self.target.display_addr();
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| SshError::Exec {
-                host: host.clone(),
-                command: command.to_string(),
-                message: format!("could not open a channel: {e}"),
-            })?;
-        let (reader, writer) = channel.split();
+        let (host, reader, writer) = self.open_channel(command).await?;
         ExecChannel::start(host, command, reader, writer).await
     }
 
