@@ -248,13 +248,9 @@ impl Settings {
             git_sha: file.git_sha.clone(),
             cache_dir: default_cache(&app),
             progress: false,
-            wanted: crate::drift::Wanted {
-                listen: listen.clone(),
-                tuning: agent,
-                seed_command,
-            },
+            wanted: Default::default(),
         };
-        Ok(Settings {
+        let mut settings = Settings {
             app,
             hosts,
             listen,
@@ -263,7 +259,9 @@ impl Settings {
             build,
             known_hosts: cfg.map(|c| c.known_hosts.clone()).unwrap_or_default(),
             connect: o.connect.clone(),
-        })
+        };
+        settings.deploy.wanted = settings.wanted(seed_command);
+        Ok(settings)
     }
 
     /// Checks that there are hosts to talk to.
