@@ -38,8 +38,12 @@ pub struct AgentConfig {
     pub app: AppName,
     /// Sockets to bind when none are inherited from the init system.
     pub listen: Vec<ListenSpec>,
-    /// User the app runs as when the agent runs as root (the app never runs as root).
+    /// User the app runs as (the app never runs as root). The agent must be root, or hold
+    /// `CAP_SETUID` and `CAP_SETGID`, unless this is its own user.
     pub user: Option<String>,
+    /// User the agent becomes once its sockets are bound, when it starts as root (OpenRC):
+    /// it keeps only `CAP_SETUID`, `CAP_SETGID` and `CAP_KILL` (see [`crate::privilege`]).
+    pub agent_user: Option<String>,
     /// Group allowed to use the control socket (mode 0660 instead of 0600).
     pub socket_group: Option<String>,
     /// How long a starting release may take to say `READY=1`.
@@ -62,6 +66,7 @@ impl AgentConfig {
             app,
             listen: Vec::new(),
             user: None,
+            agent_user: None,
             socket_group: None,
             ready_timeout: Duration::from_millis(AgentSettings::DEFAULT.ready_timeout_ms),
             drain_timeout: Duration::from_millis(AgentSettings::DEFAULT.drain_timeout_ms),

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod lock;
 pub mod logs;
 pub mod notify;
+pub mod privilege;
 pub mod run;
 pub mod sockets;
 pub mod spawn;

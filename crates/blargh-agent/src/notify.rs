@@ -40,8 +40,12 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// Binds a datagram socket at `path`, writable by `owner` (uid, gid) when given.
-    pub fn bind(path: &Path, owner: Option<(u32, u32)>) -> io::Result<Self> {
+    /// Binds a datagram socket at `path`. With `app_group`, the app's group and nobody
+    /// else may send to it (mode 0620, group `app_group`): the app runs under another uid
+    /// than the agent, which is a member of the app's group (seed makes it one) so it may
+    /// hand the socket to that group without `CAP_CHOWN`. Without, only the agent's own uid
+    /// may (0600 from the agent's umask; the app runs as the agent's user).
+    pub fn bind(path: &Path, app_group: Option<u32>) -> io::Result<Self> {
         let _ = std::fs::remove_file(path);
         let sock = UnixDatagram::bind(path).map_err(|e| {
             io::Error::new(
@@ -49,8 +53,18 @@ impl NotifySocket {
                 format!("cannot bind notify socket {}: {e}", path.display()),
             )
         })?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        if let Some(gid) = app_group {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::lchown(path, None, Some(gid)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot give notify socket {} to the app's group {gid} ({e}); the agent's user must be a member of it (run `cargo blargh seed` again)",
+                        path.display()
+                    ),
+                )
+            })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o620))?;
         }
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {

@@ -13,6 +13,22 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
     // Files the agent creates are private unless made otherwise on purpose.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let layout = Layout::new(&cfg.root);
+    // The sockets first: a root agent (OpenRC) binds ports below 1024, then becomes its own
+    // user before it touches a file under the app's root.
+    let mut listeners = sockets::inherited().map_err(|e| format!("inherited sockets: {e}"))?;
+    if listeners.is_empty() {
+        listeners = sockets::bind(&cfg.listen).map_err(|e| e.to_string())?;
+    }
+    if listeners.is_empty() {
+        return Err(
+            "no listening socket: pass --listen NAME=ADDRESS (for example web=127.0.0.1:8080), \
+                    or run the agent from a systemd socket unit"
+                .to_string(),
+        );
+    }
+    if let Some(name) = &cfg.agent_user {
+        become_agent_user(name)?;
+    }
     std::fs::create_dir_all(layout.root())
         .map_err(|e| format!("cannot create {}: {e}", layout.root().display()))?;
     let run_as = resolve_user(&cfg)?;
@@ -31,17 +47,6 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
     prepare_dirs(&layout, run_as)
         .map_err(|e| format!("cannot prepare {}: {e}", layout.root().display()))?;
 
-    let mut listeners = sockets::inherited().map_err(|e| format!("inherited sockets: {e}"))?;
-    if listeners.is_empty() {
-        listeners = sockets::bind(&cfg.listen).map_err(|e| e.to_string())?;
-    }
-    if listeners.is_empty() {
-        return Err(
-            "no listening socket: pass --listen NAME=ADDRESS (for example web=127.0.0.1:8080), \
-                    or run the agent from a systemd socket unit"
-                .to_string(),
-        );
-    }
     let trampoline =
         std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
 
@@ -87,8 +92,32 @@ async fn wait_for_stop() {
     }
 }
 
+/// `--agent-user NAME`: from root to that user with only `CAP_SETUID`, `CAP_SETGID` and
+/// `CAP_KILL` (before any thread starts). Already that user: nothing to do.
+fn become_agent_user(name: &str) -> Result<(), String> {
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
+        .ok_or_else(|| {
+            format!("--agent-user {name}: no such user; create it (seed does) or drop the flag")
+        })?;
+    let me = nix::unistd::geteuid();
+    if user.uid == me {
+        return Ok(());
+    }
+    if !me.is_root() {
+        return Err(format!(
+            "--agent-user {name}: only a root agent can become another user; run it as {name}"
+        ));
+    }
+    let groups = crate::privilege::groups_of(name, user.gid.as_raw())
+        .map_err(|e| format!("cannot list the groups of {name}: {e}"))?;
+    crate::privilege::drop_to_agent_user(user.uid.as_raw(), user.gid.as_raw(), &groups)
+        .map_err(|e| format!("cannot become {name}: {e}"))
+}
+
 /// The uid/gid the app runs as. As root, `--user` is required and may not be root; as
-/// another user, the app runs as that same user.
+/// another user, the app runs as `--user` when the agent holds `CAP_SETUID` and
+/// `CAP_SETGID` (the agent user under seed's units), else as the agent's own user.
 fn resolve_user(cfg: &AgentConfig) -> Result<Option<(u32, u32)>, String> {
     let me = nix::unistd::geteuid();
     match (&cfg.user, me.is_root()) {
@@ -104,33 +133,73 @@ fn resolve_user(cfg: &AgentConfig) -> Result<Option<(u32, u32)>, String> {
             if user.uid.is_root() {
                 return Err("--user root: the app never runs as root; pick an unprivileged user".to_string());
             }
-            if !is_root {
-                if user.uid != me {
-                    return Err(format!(
-                        "--user {name}: only a root agent can run the app as another user; run the agent as {name} instead"
-                    ));
-                }
+            if !is_root && user.uid == me {
                 return Ok(None);
+            }
+            if !crate::privilege::can_switch_users() {
+                return Err(format!(
+                    "--user {name}: this agent (uid {me}) holds neither root nor CAP_SETUID and CAP_SETGID, so it cannot start the app as {name}; \
+                     run the agent as {name}, or under seed's service (which grants those capabilities)"
+                ));
             }
             Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
         }
     }
 }
 
+/// Creates the agent's directories. `data/` must belong to the app's user: a root agent
+/// gives it to the app; the agent user (which cannot chown) finds it made by seed.
 fn prepare_dirs(layout: &Layout, run_as: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let set = |p: &std::path::Path, mode: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
     };
+    let me = nix::unistd::geteuid().as_raw();
     // The root must be traversable by the app's user, who reads its release manifests.
-    set(layout.root(), 0o755)?;
-    for dir in [layout.run(), layout.data(), layout.logs()] {
+    // Under seed it is root's (1775): seed set its mode, and the agent may not change it.
+    if std::fs::metadata(layout.root())?.uid() == me {
+        set(layout.root(), 0o755)?;
+    }
+    for dir in [layout.run(), layout.logs()] {
         std::fs::create_dir_all(&dir)?;
     }
     set(&layout.run(), 0o711)?;
     set(&layout.logs(), 0o700)?;
-    set(&layout.data(), 0o700)?;
-    if let Some((uid, gid)) = run_as {
-        std::os::unix::fs::chown(layout.data(), Some(uid), Some(gid))?;
+    let data = layout.data();
+    let meta = match std::fs::symlink_metadata(&data) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&data)?;
+            set(&data, 0o700)?;
+            std::fs::symlink_metadata(&data)?
+        }
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory (a symlink is refused: the app's data stays under its root); \
+             move it away and run `cargo blargh seed` again",
+            data.display()
+        )));
+    }
+    let Some((uid, gid)) = run_as else {
+        return set(&data, 0o700);
+    };
+    if meta.uid() != uid {
+        std::os::unix::fs::lchown(&data, Some(uid), Some(gid)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{} belongs to uid {} but the app runs as uid {uid}, and the agent cannot give it away ({e}); \
+                     run `cargo blargh seed` again (it creates data/ for the app's user)",
+                    data.display(),
+                    meta.uid()
+                ),
+            )
+        })?;
+    }
+    if me == 0 {
+        set(&data, 0o700)?;
     }
     Ok(())
 }

@@ -135,7 +135,9 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     let notify_path = spec
         .run_dir
         .join(format!("notify-{}-{n}.sock", std::process::id()));
-    let notify = NotifySocket::bind(&notify_path, spec.run_as)?;
+    // What runs is what was uploaded: the executable hashes to its manifest's sha256.
+    crate::store::verify_binary(&spec.binary, spec.release)?;
+    let notify = NotifySocket::bind(&notify_path, spec.run_as.map(|(_, gid)| gid))?;
 
     let mut mappings = Vec::with_capacity(spec.listeners.len());
     for (i, l) in spec.listeners.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! visible only when it is complete; tracks `current` and `previous`; prunes old releases.
 
 use std::io;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -277,6 +277,65 @@ impl Store {
     }
 }
 
+/// Checks that the executable `binary` of release `release` still hashes to the sha256 in
+/// the manifest beside it (`release.json`), before it is started: at every activation,
+/// rollback, restart and agent start. A changed file (tampered with, or corrupted on disk) is
+/// refused with an error naming the release and both digests.
+pub fn verify_binary(binary: &Path, release: &str) -> io::Result<()> {
+    use std::io::Read;
+    let manifest_path = binary.with_file_name(blargh_proto::manifest::MANIFEST_FILE);
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "release {release}: cannot read its manifest {}: {e}",
+                    manifest_path.display()
+                ),
+            )
+        })
+        .and_then(|t| {
+            ReleaseManifest::from_json(&t).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("release {release}: its manifest does not parse: {e}"),
+                )
+            })
+        })?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(binary)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("release {release}: cannot open {}: {e}", binary.display()),
+            )
+        })?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != manifest.sha256 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "release {release} was changed after it was uploaded: its executable's sha256 is {actual} \
+                 but {} was received; refusing to start it (deploy it again, and find out who could write {})",
+                manifest.sha256,
+                binary.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn link_target(link: &Path) -> Option<ReleaseId> {
     let target = std::fs::read_link(link).ok()?;
     target.file_name()?.to_str()?.parse().ok()
@@ -368,6 +427,44 @@ mod tests {
         assert!(again);
         assert_eq!(m2.id, m.id);
         assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_release_changed_after_upload_is_refused_naming_both_digests() {
+        let (_d, store) = store();
+        let body = b"#!/bin/sh\necho v1\n".to_vec();
+        let (m, _) = store
+            .receive(
+                &mut &body[..],
+                &sha(&body),
+                body.len() as u64,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let bin = store.layout().binary(&m.id);
+        verify_binary(&bin, &m.id).unwrap();
+        std::fs::write(&bin, b"#!/bin/sh\necho evil\n").unwrap();
+        let err = verify_binary(&bin, &m.id).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("release {} was changed", m.id)),
+            "{err}"
+        );
+        assert!(
+            err.contains(&sha(&body)),
+            "names the uploaded digest: {err}"
+        );
+        assert!(
+            err.contains(&sha(b"#!/bin/sh\necho evil\n")),
+            "names the digest found: {err}"
+        );
+        // A symlink in its place is not followed.
+        let elsewhere = store.layout().root().join("elsewhere");
+        std::fs::write(&elsewhere, &body).unwrap();
+        std::fs::remove_file(&bin).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &bin).unwrap();
+        let err = verify_binary(&bin, &m.id).unwrap_err().to_string();
+        assert!(err.contains("cannot open"), "{err}");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The exec trampoline: the agent starts its own executable in this mode with the sockets
 //! already on fd 3…; it drops to the app's user, sets `LISTEN_PID` to its own pid (which
-//! exec keeps), and execs the release. This is how `LISTEN_PID` can be right without
-//! running code between fork and exec in the threaded agent.
+//! exec keeps), leaves it no capability ([`crate::privilege::become_app`]), and execs the
+//! release. This is how `LISTEN_PID` can be right without running code between fork and
+//! exec in the threaded agent.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -39,10 +40,17 @@ pub fn exec(args: &[OsString]) -> ! {
             std::process::id().to_string(),
         );
     }
-    if let (Some(uid), Some(gid)) = ids
-        && let Err(e) = drop_privileges(&uid, &gid)
-    {
-        eprintln!("blargh trampoline: cannot switch to uid {uid} gid {gid}: {e}");
+    // The app gets its own user and no capability at all, whatever the agent holds (the
+    // agent user's CAP_SETUID/CAP_SETGID/CAP_KILL are in its ambient set, which an exec
+    // would otherwise hand on).
+    let dropped = match ids {
+        (Some(uid), Some(gid)) => parse_ids(&uid, &gid)
+            .and_then(|(u, g)| crate::privilege::become_app(u, g))
+            .map_err(|e| format!("cannot switch to uid {uid} gid {gid}: {e}")),
+        _ => crate::privilege::clear_all(),
+    };
+    if let Err(e) = dropped {
+        eprintln!("blargh trampoline: {e}");
         std::process::exit(127);
     }
     // If the agent dies, the app must not outlive it holding the sockets: the next agent
@@ -61,16 +69,8 @@ pub fn exec(args: &[OsString]) -> ! {
     std::process::exit(127);
 }
 
-fn drop_privileges(uid: &str, gid: &str) -> Result<(), String> {
-    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+fn parse_ids(uid: &str, gid: &str) -> Result<(u32, u32), String> {
     let uid: u32 = uid.parse().map_err(|_| format!("bad uid {uid:?}"))?;
     let gid: u32 = gid.parse().map_err(|_| format!("bad gid {gid:?}"))?;
-    let gid = Gid::from_raw(gid);
-    setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(gid).map_err(|e| format!("setgid: {e}"))?;
-    setuid(Uid::from_raw(uid)).map_err(|e| format!("setuid: {e}"))?;
-    if uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
-        return Err("could regain root after dropping it".into());
-    }
-    Ok(())
+    Ok((uid, gid))
 }

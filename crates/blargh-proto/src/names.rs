@@ -228,6 +228,19 @@ name_type!(
     check_release_id
 );
 
+/// The prefix of every agent user's name: `_` can never start an [`AppName`], so an agent
+/// user is never mistaken for (or created as) an app's user.
+pub const AGENT_USER_PREFIX: &str = "_blargh-";
+
+impl AppName {
+    /// The system user (and group) the app's agent runs as: `_blargh-<app>`. It owns the
+    /// app's state (releases, links, logs, env, audit, control socket) so that the app's own
+    /// user can write nothing but `data/`. At most 32 bytes (`useradd`'s limit): 8 + 24.
+    pub fn agent_user(&self) -> String {
+        format!("{AGENT_USER_PREFIX}{}", self.as_str())
+    }
+}
+
 fn check_app(s: &str) -> Result<(), NameError> {
     if lower_name(s, MAX_APP_LEN) {
         return Ok(());
@@ -343,6 +356,15 @@ mod tests {
         assert!(e.contains("\"My Shop\" is not a valid app name"), "{e}");
         assert!(e.contains("1-24 lower-case letters"), "{e}");
         assert!(e.contains("\"my-shop\""), "{e}");
+    }
+
+    #[test]
+    fn agent_users_are_never_app_names_and_fit_useradd() {
+        let app: AppName = "shop".parse().unwrap();
+        assert_eq!(app.agent_user(), "_blargh-shop");
+        let longest: AppName = "a".repeat(MAX_APP_LEN).parse().unwrap();
+        assert_eq!(longest.agent_user().len(), 32);
+        assert!(app.agent_user().parse::<AppName>().is_err());
     }
 
     #[test]

@@ -60,10 +60,20 @@ pub fn service(spec: &SeedSpec) -> AgentService {
 }
 
 /// Builds the seed plan for `spec` on a host using `init`.
+///
+/// Who owns what (docs/security.md): `<root>` is root's, group-writable by the agent's group
+/// with the sticky bit (1775), so the agent user can create and replace its own entries
+/// (`current`, `agent.sock`, …) but can neither rename nor remove root's `agent/`; the app's
+/// user owns `data/` and nothing else, and so cannot write anywhere else under `<root>`.
 pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
     let app = quote(&spec.app);
+    let agent_user = spec.app.agent_user();
+    let agent = quote(&agent_user);
     let root = app_root(&spec.app);
+    let layout = blargh_proto::paths::Layout::new(&root);
+    let r = quote(&root);
     let svc = service(spec);
+    let nologin = "nologin=$(command -v nologin || echo /sbin/nologin); ";
     let mut plan = Plan::default();
     plan.push(Step::ensure(
         "group",
@@ -76,10 +86,30 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
         format!("system user {} (no login, no password; runs the app)", spec.app),
         format!("id -u {app}"),
         format!(
-            "nologin=$(command -v nologin || echo /sbin/nologin); \
-             if command -v useradd; then useradd --system --gid {app} --home-dir {r} --no-create-home --shell \"$nologin\" {app}; \
-             else adduser -S -D -H -h {r} -s \"$nologin\" -G {app} {app}; fi",
-            r = quote(&root)
+            "{nologin}if command -v useradd; then useradd --system --gid {app} --home-dir {r} --no-create-home --shell \"$nologin\" {app}; \
+             else adduser -S -D -H -h {r} -s \"$nologin\" -G {app} {app}; fi"
+        ),
+    ));
+    plan.push(Step::ensure(
+        "agent-group",
+        format!("group {agent_user}"),
+        format!("getent group {agent}"),
+        format!(
+            "if command -v groupadd; then groupadd --system {agent}; else addgroup -S {agent}; fi"
+        ),
+    ));
+    plan.push(Step::ensure(
+        "agent-user",
+        format!(
+            "system user {agent_user} (no login; runs the agent; member of group {} for the notify sockets)",
+            spec.app
+        ),
+        format!("id -u {agent} && id -nG {agent} | tr ' ' '\\n' | grep -qx {app}"),
+        format!(
+            "{nologin}if id -u {agent}; then \
+               if command -v usermod; then usermod -aG {app} {agent}; else addgroup {agent} {app}; fi; \
+             elif command -v useradd; then useradd --system --gid {agent} --groups {app} --home-dir {r} --no-create-home --shell \"$nologin\" {agent}; \
+             else adduser -S -D -H -h {r} -s \"$nologin\" -G {agent} {agent} && addgroup {agent} {app}; fi"
         ),
     ));
     if spec.ssh_user != "root" {
@@ -87,15 +117,22 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
         plan.push(Step::ensure(
             "deployer-group",
             format!(
-                "{} may use the agent's control socket (member of group {})",
-                spec.ssh_user, spec.app
+                "{} may use the agent's control socket (member of group {agent_user})",
+                spec.ssh_user
             ),
-            format!("id -nG {u} | tr ' ' '\\n' | grep -qx {app}"),
+            format!("id -nG {u} | tr ' ' '\\n' | grep -qx {agent}"),
             format!(
-                "if command -v usermod; then usermod -aG {app} {u}; else addgroup {u} {app}; fi"
+                "if command -v usermod; then usermod -aG {agent} {u}; else addgroup {u} {agent}; fi"
             ),
         ));
     }
+    let dir_check = |d: &str, mode: u32, owner: &str| {
+        format!(
+            "[ -d {d} ] && [ ! -L {d} ] && [ \"$(stat -c %a:%U:%G {d})\" = {} ]",
+            quote(&format!("{mode:o}:{owner}"))
+        )
+    };
+    // The base and the root live in root's /var/lib: nobody else can plant anything there.
     for (key, dir, mode, owner) in [
         (
             "dir-base",
@@ -106,27 +143,33 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
         (
             "dir-root",
             root.clone(),
-            0o755,
-            format!("{0}:{0}", spec.app),
-        ),
-        (
-            "dir-agent",
-            blargh_proto::paths::Layout::new(&root)
-                .agent_dir()
-                .display()
-                .to_string(),
-            0o755,
-            "root:root".to_string(),
+            0o1775,
+            format!("root:{agent_user}"),
         ),
     ] {
         let d = quote(&dir);
         plan.push(Step::ensure(
             key,
             format!("directory {dir} ({mode:o} {owner})"),
-            format!("[ -d {d} ] && [ \"$(stat -c %a:%U:%G {d})\" = {mode:o}:{owner} ]"),
+            dir_check(&d, mode, &owner),
             format!("mkdir -p {d} && chown {owner} {d} && chmod {mode:o} {d}"),
         ));
     }
+    // From here on only root and the agent user can add entries under the root. An
+    // `agent` that is not root's own directory (an older layout let the app swap it) is
+    // removed, never followed.
+    let agent_dir = layout.agent_dir().display().to_string();
+    let d = quote(&agent_dir);
+    plan.push(Step::ensure(
+        "dir-agent",
+        format!("directory {agent_dir} (755 root:root; only root writes the agent)"),
+        dir_check(&d, 0o755, "root:root"),
+        format!(
+            "if [ -L {d} ] || {{ [ -e {d} ] && {{ [ ! -d {d} ] || [ \"$(stat -c %U:%G {d})\" != root:root ]; }}; }}; then \
+               rm -rf {d}; echo 'removed an agent directory root did not own'; fi; \
+             mkdir -p {d} && chown -h root:root {d} && chmod 755 {d}"
+        ),
+    ));
     plan.push(Step::file(
         "agent-binary",
         &svc.agent,
@@ -135,15 +178,51 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
         "root",
         "root",
     ));
-    let env = quote(&format!("{root}/env"));
+    let data = layout.data().display().to_string();
+    let d = quote(&data);
     plan.push(Step::ensure(
-        "env-file",
+        "dir-data",
         format!(
-            "{root}/env exists (0600 {}; `cargo blargh env` fills it)",
+            "directory {data} (700 {0}:{0}; the only place the app writes)",
             spec.app
         ),
-        format!("[ -f {env} ]"),
-        format!("touch {env} && chown {app}:{app} {env} && chmod 600 {env}"),
+        dir_check(&d, 0o700, &format!("{0}:{0}", spec.app)),
+        format!(
+            "if [ -L {d} ] || {{ [ -e {d} ] && [ ! -d {d} ]; }}; then rm -f {d}; fi; \
+             mkdir -p {d} && chown -h {app}:{app} {d} && chmod 700 {d}"
+        ),
+    ));
+    let env = layout.env_file().display().to_string();
+    let e = quote(&env);
+    plan.push(Step::ensure(
+        "env-file",
+        format!("{env} exists (600 {agent_user}; `cargo blargh env` fills it)"),
+        format!("[ -f {e} ] && [ ! -L {e} ]"),
+        format!(
+            "if [ -L {e} ]; then rm -f {e}; fi; [ -e {e} ] || (umask 077 && : > {e}); \
+             chown -h {agent}:{agent} {e} && chmod 600 {e}"
+        ),
+    ));
+    // Everything else belongs to the agent user. An older seed gave the whole root to the
+    // app's user: those entries move over, with `chown -h` from a `find` that follows no
+    // symlink, so a link the app planted is changed itself and never its target.
+    let others = format!(
+        "find {r} -mindepth 1 \\( -path {a} -o -path {dd} \\) -prune -o \\( ! -user {agent} -o ! -group {agent} \\)",
+        a = quote(&agent_dir),
+        dd = quote(&data),
+    );
+    plan.push(Step::ensure(
+        "state-owner",
+        format!(
+            "everything under {root} but agent/ and data/ belongs to {agent_user} \
+             (an older seed's entries owned by {} are moved over; no symlink is followed)",
+            spec.app
+        ),
+        format!("[ -z \"$({others} -print -quit)\" ]"),
+        format!(
+            "n=$({others} -print | wc -l); {others} -exec chown -h {agent}:{agent} {{}} +; \
+             echo \"gave $n entries under {root} to {agent_user} (chown -h, no symlink followed)\""
+        ),
     ));
     plan.extend(init.install(&svc, "agent-binary"));
     let ctl = format!(
@@ -338,12 +417,16 @@ mod tests {
             [
                 "group",
                 "user",
+                "agent-group",
+                "agent-user",
                 "deployer-group",
                 "dir-base",
                 "dir-root",
                 "dir-agent",
                 "agent-binary",
+                "dir-data",
                 "env-file",
+                "state-owner",
                 "systemd-socket-web",
                 "systemd-service",
                 "systemd-stale-sockets",
@@ -390,14 +473,36 @@ mod tests {
         ));
         let unit = Systemd::service_unit(&s);
         assert!(unit.contains("Type=notify"));
-        assert!(unit.contains("User=shop\nGroup=shop"));
+        assert!(
+            unit.contains("User=_blargh-shop\nGroup=_blargh-shop\nSupplementaryGroups=shop\n"),
+            "the agent has its own user, in the app's group for the notify sockets: {unit}"
+        );
+        assert!(unit.contains(
+            "AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL\nCapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL\n"
+        ));
+        for hardening in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "SystemCallFilter=@system-service",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            "ProtectClock=yes",
+            "ProtectHostname=yes",
+            "ProtectKernelLogs=yes",
+            "RestrictNamespaces=yes",
+        ] {
+            assert!(unit.contains(&format!("\n{hardening}\n")), "{hardening}");
+        }
+        assert!(
+            !unit.contains("MemoryDenyWriteExecute"),
+            "the app inherits it, and JIT runtimes need W+X memory"
+        );
         assert!(unit.contains("Restart=always"));
         assert!(unit.contains("Sockets=blargh-shop-web.socket"));
-        assert!(unit.contains("ExecStart=/var/lib/blargh/shop/agent/blargh agent run --root /var/lib/blargh/shop --app shop --socket-group shop"));
+        assert!(unit.contains("ExecStart=/var/lib/blargh/shop/agent/blargh agent run --root /var/lib/blargh/shop --app shop --user shop --socket-group _blargh-shop"));
         assert!(!unit.contains("--listen"), "systemd hands the sockets over");
         assert!(
-            !unit.contains("--user"),
-            "the agent already is the app's user"
+            !unit.contains("--agent-user"),
+            "systemd starts the agent as its user"
         );
         assert!(unit.contains("ReadWritePaths=/var/lib/blargh/shop"));
         assert!(
@@ -408,16 +513,88 @@ mod tests {
     }
 
     #[test]
-    fn openrc_script_is_supervised_and_drops_to_the_app_user() {
+    fn openrc_script_is_supervised_and_drops_to_the_agent_user() {
         let s = service(&spec("root"));
         let script = OpenRc::script(&s);
         assert!(script.starts_with("#!/sbin/openrc-run\n"));
         assert!(script.contains("supervisor=supervise-daemon"));
         assert!(script.contains("respawn_max=0"));
         assert!(script.contains("--user shop"));
+        assert!(
+            script.contains("--socket-group _blargh-shop"),
+            "the deploy user reaches the socket through the agent's group, the app does not"
+        );
+        assert!(
+            script.contains("--agent-user _blargh-shop"),
+            "the root agent drops to its own user once the sockets are bound"
+        );
         assert!(script.contains("--listen web=0.0.0.0:80"));
         let plan = seed_plan(&spec("root"), &OpenRc);
         assert!(plan.steps.iter().any(|s| s.key == "openrc-enable" && s.apply == "rc-update add blargh-shop default"));
+    }
+
+    #[test]
+    fn the_root_is_roots_and_only_data_is_the_apps() {
+        let plan = seed_plan(&spec("admin"), &Systemd);
+        let step = |k: &str| plan.steps.iter().find(|s| s.key == k).unwrap().clone();
+        let root = step("dir-root");
+        assert!(
+            root.apply.ends_with(
+                "chown root:_blargh-shop /var/lib/blargh/shop && chmod 1775 /var/lib/blargh/shop"
+            ),
+            "{}",
+            root.apply
+        );
+        assert!(root.check.unwrap().contains("= 1775:root:_blargh-shop"));
+        let data = step("dir-data");
+        assert!(
+            data.apply
+                .contains("chown -h shop:shop /var/lib/blargh/shop/data && chmod 700")
+        );
+        let agent = step("dir-agent");
+        assert!(
+            agent.apply.contains("rm -rf /var/lib/blargh/shop/agent"),
+            "an agent directory root does not own is replaced, not followed"
+        );
+        let owner = step("state-owner");
+        assert!(
+            owner
+                .apply
+                .contains("-exec chown -h _blargh-shop:_blargh-shop {} +")
+        );
+        assert!(owner.apply.contains(
+            "-path /var/lib/blargh/shop/agent -o -path /var/lib/blargh/shop/data \\) -prune"
+        ));
+        let deployer = step("deployer-group");
+        assert!(
+            deployer.apply.contains("usermod -aG _blargh-shop admin"),
+            "the deploy user joins the agent's group, not the app's: {}",
+            deployer.apply
+        );
+        assert!(step("agent-user").apply.contains("--groups shop"));
+    }
+
+    #[test]
+    fn every_script_of_both_plans_is_valid_sh() {
+        for plan in [
+            seed_plan(&two_listeners(), &Systemd),
+            seed_plan(&two_listeners(), &OpenRc),
+        ] {
+            for step in &plan.steps {
+                for script in step.check.iter().chain([&step.apply]) {
+                    let out = std::process::Command::new("sh")
+                        .args(["-n", "-c", script])
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}: {script}\n{}",
+                        step.key,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn run_agent(a: AgentRunArgs) -> i32 {
     let mut cfg = AgentConfig::new(a.root, a.app);
     cfg.listen = a.listen;
     cfg.user = a.user;
+    cfg.agent_user = a.agent_user;
     cfg.socket_group = a.socket_group;
     // Unset flags keep AgentConfig::new's defaults (AgentSettings::DEFAULT).
     if let Some(t) = a.ready_timeout {

@@ -302,6 +302,10 @@ pub struct AgentRunArgs {
     /// User to run the app as; required when the agent runs as root.
     #[arg(long)]
     pub user: Option<String>,
+    /// User the agent becomes once its sockets are bound, when started as root (OpenRC):
+    /// it keeps only CAP_SETUID, CAP_SETGID and CAP_KILL.
+    #[arg(long)]
+    pub agent_user: Option<String>,
     /// Group whose members may use the control socket.
     #[arg(long)]
     pub socket_group: Option<String>,

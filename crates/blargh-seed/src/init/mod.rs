@@ -14,7 +14,7 @@ use crate::plan::Plan;
 /// The agent service to install for one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentService {
-    /// App name (also its system user and group).
+    /// App name (also the app's system user and group; the agent's are `_blargh-<app>`).
     pub app: blargh_proto::AppName,
     /// The app's root directory on the host.
     pub root: String,
@@ -36,9 +36,16 @@ impl AgentService {
         format!("blargh-{}", self.app)
     }
 
-    /// The agent's command line. `user` is given when the agent runs as root and must
-    /// drop to the app's user for the app; `listen` when it binds the sockets itself.
-    pub fn agent_args(&self, user: bool, listen: bool) -> Vec<String> {
+    /// The agent's user and group, `_blargh-<app>` ([`blargh_proto::AppName::agent_user`]).
+    pub fn agent_user(&self) -> String {
+        self.app.agent_user()
+    }
+
+    /// The agent's command line. The app always runs as `<app>` and the control socket
+    /// belongs to the agent's group. `drop_to_agent_user` when the agent starts as root
+    /// (OpenRC) and becomes its own user once the sockets are bound; `listen` when it binds
+    /// the sockets itself.
+    pub fn agent_args(&self, drop_to_agent_user: bool, listen: bool) -> Vec<String> {
         let mut args = vec![
             "agent".to_string(),
             "run".into(),
@@ -46,8 +53,10 @@ impl AgentService {
             self.root.clone(),
             "--app".into(),
             self.app.to_string(),
-            "--socket-group".into(),
+            "--user".into(),
             self.app.to_string(),
+            "--socket-group".into(),
+            self.agent_user(),
             "--drain-timeout".into(),
             format!("{}s", self.drain_timeout_s),
             "--ready-timeout".into(),
@@ -55,8 +64,8 @@ impl AgentService {
             "--keep-releases".into(),
             self.keep_releases.to_string(),
         ];
-        if user {
-            args.extend(["--user".to_string(), self.app.to_string()]);
+        if drop_to_agent_user {
+            args.extend(["--agent-user".to_string(), self.agent_user()]);
         }
         if listen {
             for (name, addr) in &self.listen {

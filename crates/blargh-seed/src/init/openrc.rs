@@ -1,6 +1,7 @@
 //! The OpenRC adapter: an `openrc-run` service supervised by `supervise-daemon` (respawned
-//! when it dies), in the default runlevel. The agent runs as root so it can bind ports below
-//! 1024, and runs the app as the app's user.
+//! when it dies), in the default runlevel. The agent starts as root so it can bind ports
+//! below 1024, then becomes `_blargh-<app>` keeping only CAP_SETUID, CAP_SETGID and CAP_KILL
+//! (`--agent-user`), and runs the app as the app's user.
 
 use crate::init::{AgentService, InitAdapter};
 use crate::plan::{Content, Plan, Step};

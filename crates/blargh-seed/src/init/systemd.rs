@@ -12,6 +12,11 @@ pub struct Systemd;
 
 const UNIT_DIR: &str = "/etc/systemd/system";
 
+/// What the agent user holds (and nothing more, not even in the bounding set): start the
+/// app as its own user through the trampoline, and signal it. The trampoline clears them
+/// all before the app runs. The same set as `blargh_agent::privilege::AGENT_CAPS`.
+pub const AGENT_CAPABILITIES: &str = "CAP_SETUID CAP_SETGID CAP_KILL";
+
 impl Systemd {
     /// The `.socket` unit for listener `name` at `addr`.
     pub fn socket_unit(svc: &AgentService, name: &str, addr: &str) -> String {
@@ -57,8 +62,11 @@ impl Systemd {
              NotifyAccess=main\n\
              ExecStart={agent} {args}\n\
              Sockets={sockets}\n\
-             User={app}\n\
-             Group={app}\n\
+             User={agent_user}\n\
+             Group={agent_user}\n\
+             SupplementaryGroups={app}\n\
+             AmbientCapabilities={caps}\n\
+             CapabilityBoundingSet={caps}\n\
              Restart=always\n\
              RestartSec=1\n\
              TimeoutStopSec={stop}\n\
@@ -69,15 +77,28 @@ impl Systemd {
              ProtectHome=yes\n\
              PrivateTmp=yes\n\
              PrivateDevices=yes\n\
+             DevicePolicy=closed\n\
              ProtectKernelTunables=yes\n\
              ProtectKernelModules=yes\n\
+             ProtectKernelLogs=yes\n\
              ProtectControlGroups=yes\n\
+             ProtectClock=yes\n\
+             ProtectHostname=yes\n\
+             RestrictNamespaces=yes\n\
+             RestrictRealtime=yes\n\
              RestrictSUIDSGID=yes\n\
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
              LockPersonality=yes\n\
+             RemoveIPC=yes\n\
+             SystemCallArchitectures=native\n\
+             SystemCallFilter=@system-service\n\
+             SystemCallErrorNumber=EPERM\n\
              \n\
              [Install]\n\
              WantedBy=multi-user.target\n",
             app = svc.app,
+            agent_user = svc.agent_user(),
+            caps = AGENT_CAPABILITIES,
             sockets = sockets.join(" "),
             agent = quote(&svc.agent),
             args = args.join(" "),
