@@ -82,7 +82,8 @@ pub async fn run_once(
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.workdir)
+        // Entered by the trampoline, as the app's user (data/ is the app's alone).
+        .env(trampoline::DIR_VAR, &spec.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -155,7 +156,8 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(blargh_proto::env::NOTIFY_SOCKET, notify.path().as_os_str())
-        .current_dir(&spec.workdir)
+        // Entered by the trampoline, as the app's user (data/ is the app's alone).
+        .env(trampoline::DIR_VAR, &spec.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -14,6 +14,9 @@ pub const ARG: &str = "__blargh-exec-release";
 pub const UID_VAR: &str = "BLARGH_TRAMPOLINE_UID";
 /// Gid to switch to before exec.
 pub const GID_VAR: &str = "BLARGH_TRAMPOLINE_GID";
+/// Working directory to enter once running as the app's user: `data/` is the app's (0700),
+/// so the agent's user could not enter it before the switch.
+pub const DIR_VAR: &str = "BLARGH_TRAMPOLINE_DIR";
 
 /// True when `args` (as from `std::env::args_os()`) select trampoline mode.
 pub fn is_trampoline(args: &[OsString]) -> bool {
@@ -30,11 +33,13 @@ pub fn exec(args: &[OsString]) -> ! {
         std::process::exit(127);
     };
     let ids = (std::env::var(UID_VAR).ok(), std::env::var(GID_VAR).ok());
+    let dir = std::env::var_os(DIR_VAR);
     // SAFETY: the trampoline is single-threaded (checked by the caller contract: this runs
     // first thing in main), so changing the environment cannot race.
     unsafe {
         std::env::remove_var(UID_VAR);
         std::env::remove_var(GID_VAR);
+        std::env::remove_var(DIR_VAR);
         std::env::set_var(
             blargh_proto::env::LISTEN_PID,
             std::process::id().to_string(),
@@ -51,6 +56,15 @@ pub fn exec(args: &[OsString]) -> ! {
     };
     if let Err(e) = dropped {
         eprintln!("blargh trampoline: {e}");
+        std::process::exit(127);
+    }
+    if let Some(dir) = dir
+        && let Err(e) = std::env::set_current_dir(&dir)
+    {
+        eprintln!(
+            "blargh trampoline: cannot enter {} as the app's user: {e}",
+            std::path::Path::new(&dir).display()
+        );
         std::process::exit(127);
     }
     // If the agent dies, the app must not outlive it holding the sockets: the next agent

@@ -76,6 +76,7 @@ impl Systemd {
              ReadWritePaths={root}\n\
              ProtectHome=yes\n\
              PrivateTmp=yes\n\
+             PrivateMounts=yes\n\
              PrivateDevices=yes\n\
              DevicePolicy=closed\n\
              ProtectKernelTunables=yes\n\
