@@ -369,9 +369,13 @@ fn a_host_that_fails_rolls_back_the_hosts_that_switched() {
     };
     let out = ok(&deploy(&v1));
     assert_eq!(out.matches("activated").count(), 2, "{out}");
-    // v2 never becomes ready on the second host only.
+    // v2 never becomes ready on the second host only. The env file is the agent user's, in
+    // a sticky group-writable root where the kernel (protected_regular=2) refuses even
+    // root's O_CREAT open of it: written as its owner.
     second
-        .ssh_ok("echo HELLO_HANG_IN_VERSION=v2 >> /var/lib/blargh/hello/env")
+        .ssh_ok(
+            "runuser -u _blargh-hello -- sh -c 'echo HELLO_HANG_IN_VERSION=v2 >> /var/lib/blargh/hello/env'",
+        )
         .unwrap();
     let out = deploy(&v2);
     let shown = text(&out);
