@@ -95,5 +95,8 @@ fn a_bad_name_is_refused_without_showing_the_value() {
     let arg = format!("api-token={SECRET}");
     let shown = on_a_terminal(&["env", "set", &arg], "");
     assert!(shown.contains("\"api-token\" is not a valid"), "{shown:?}");
-    assert!(!shown.contains(SECRET), "the error showed the value: {shown:?}");
+    assert!(
+        !shown.contains(SECRET),
+        "the error showed the value: {shown:?}"
+    );
 }
