@@ -97,7 +97,8 @@ pub async fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
 async fn refuse(stream: UnixStream, message: String) {
     let (read, mut write) = stream.into_split();
     let reply = encode_line(&error(message));
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+    // Short: refusals are not counted against the limit, so none may linger.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         write.write_all(reply.as_bytes()).await?;
         write.shutdown().await
     })
