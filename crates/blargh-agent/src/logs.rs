@@ -1,6 +1,6 @@
 //! The app's captured stdout and stderr: one file (`logs/app.log`, rotated once at 16 MiB)
 //! with each line tagged by time, release and stream, plus each process's last lines in
-//! memory for error messages.
+//! memory for error messages. A line is kept up to [`MAX_LINE`] bytes.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -13,6 +13,8 @@ use crate::time::now_rfc3339;
 
 /// Size at which `app.log` is moved to `app.log.1`.
 const ROTATE_AT: u64 = 16 * 1024 * 1024;
+/// Longest line kept, in bytes; the rest of a longer line is dropped.
+pub const MAX_LINE: usize = 16 * 1024;
 /// Lines kept in memory per process.
 const RECENT_LINES: usize = 40;
 
@@ -99,7 +101,9 @@ impl RecentLines {
     }
 }
 
-/// Copies `reader` line by line into the app log and `recent` until it closes.
+/// Copies `reader` line by line into the app log and `recent` until it closes. A line
+/// longer than [`MAX_LINE`] is cut there and marked, and the rest of it is dropped, so an
+/// app that never writes a newline cannot grow the agent.
 pub fn capture(
     reader: impl AsyncRead + Unpin + Send + 'static,
     release: String,
@@ -108,12 +112,52 @@ pub fn capture(
     recent: Arc<RecentLines>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).split(b'\n');
-        while let Ok(Some(raw)) = lines.next_segment().await {
-            let text = String::from_utf8_lossy(&raw);
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::with_capacity(256);
+        let emit = |raw: &[u8], cut: bool| {
+            let text = String::from_utf8_lossy(raw);
             let text = text.trim_end_matches('\r');
-            log.write(&release, stream, text);
+            let text = if cut {
+                format!("{text} [line cut at {MAX_LINE} bytes; the rest of it is dropped]")
+            } else {
+                text.to_string()
+            };
+            log.write(&release, stream, &text);
             recent.push(format!("{stream}| {text}"));
+        };
+        // True while dropping the rest of a line already cut.
+        let mut dropping = false;
+        loop {
+            let buf = match reader.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(buf) => buf,
+            };
+            let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], true),
+                None => (buf, false),
+            };
+            let used = chunk.len() + usize::from(newline);
+            if !dropping {
+                let room = MAX_LINE - line.len();
+                if chunk.len() > room {
+                    line.extend_from_slice(&chunk[..room]);
+                    emit(&line, true);
+                    line.clear();
+                    dropping = !newline;
+                } else {
+                    line.extend_from_slice(chunk);
+                    if newline {
+                        emit(&line, false);
+                        line.clear();
+                    }
+                }
+            } else if newline {
+                dropping = false;
+            }
+            reader.consume(used);
+        }
+        if !line.is_empty() {
+            emit(&line, false);
         }
     })
 }
@@ -158,5 +202,34 @@ mod tests {
         assert_eq!(kept.len(), RECENT_LINES);
         assert_eq!(kept.last().unwrap(), "out| line 49");
         assert_eq!(log.tail(None, 100).unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_cut_marked_and_the_next_line_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AppLog::open(dir.path()).unwrap();
+        let recent = Arc::new(RecentLines::default());
+        let mut input = vec![b'x'; 3 * MAX_LINE + 17];
+        input.extend_from_slice(b"\nnext\n");
+        input.extend(std::iter::repeat_n(b'y', MAX_LINE));
+        input.extend_from_slice(b"\nlast without newline");
+        capture(
+            std::io::Cursor::new(input),
+            "r".into(),
+            "out",
+            log.clone(),
+            recent.clone(),
+        )
+        .await
+        .unwrap();
+        let kept = recent.lines();
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        assert!(kept[0].starts_with("out| xxx"));
+        assert!(kept[0].ends_with("[line cut at 16384 bytes; the rest of it is dropped]"));
+        assert_eq!(kept[0].matches('x').count(), MAX_LINE);
+        assert_eq!(kept[1], "out| next");
+        // Exactly MAX_LINE bytes is not cut.
+        assert_eq!(kept[2].len(), "out| ".len() + MAX_LINE);
+        assert_eq!(kept[3], "out| last without newline");
     }
 }

@@ -212,6 +212,14 @@ impl Supervisor {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The uid the app runs as, when it is not the agent's own: the control socket
+    /// refuses it (an app may not control its agent).
+    pub fn app_uid(&self) -> Option<u32> {
+        self.run_as
+            .map(|(uid, _)| uid)
+            .filter(|&uid| uid != nix::unistd::geteuid().as_raw())
+    }
+
     /// The release store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -395,7 +403,13 @@ impl Supervisor {
                 (Some(ar), Some(prev)) if prev != *id && ar.crashes > 0 => Some(Guard {
                     release: id.clone(),
                     previous: prev,
-                    until: Instant::now() + Duration::from_secs(ar.window_s),
+                    // The window was checked on decoding (at most a day); saturate anyway.
+                    until: Instant::now()
+                        .checked_add(Duration::from_secs(ar.window_s))
+                        .unwrap_or_else(|| {
+                            Instant::now()
+                                + Duration::from_secs(blargh_proto::control::MAX_WINDOW_S)
+                        }),
                     crashes: 0,
                     allowed: ar.crashes,
                 }),

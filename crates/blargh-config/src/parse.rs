@@ -304,7 +304,21 @@ fn checked_string(
     Ok(s.to_string())
 }
 
-fn duration(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<At<Duration>, ConfigError> {
+/// The longest `ready_timeout` and `drain_timeout`: what the agent accepts.
+const MAX_TIMEOUT: Duration = Duration::from_millis(blargh_proto::control::MAX_TIMEOUT_MS);
+/// The longest `lock_expiry`: what the agent accepts.
+const MAX_LOCK_EXPIRY: Duration = Duration::from_secs(blargh_proto::control::MAX_LOCK_TTL_S);
+/// The longest `auto_rollback.window`: what the agent accepts.
+const MAX_WINDOW: Duration = Duration::from_secs(blargh_proto::control::MAX_WINDOW_S);
+
+/// A duration of at most `max` (`max_text` says it in words: "1 hour").
+fn duration(
+    cx: &Cx<'_>,
+    path: &str,
+    v: &Value<'_>,
+    max: Duration,
+    max_text: &str,
+) -> Result<At<Duration>, ConfigError> {
     let s = match v.get_ref() {
         DeValue::String(s) => s,
         DeValue::Integer(n) => {
@@ -319,6 +333,17 @@ fn duration(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<At<Duration>, Conf
         }
     };
     let d = check::duration(s).map_err(|p| cx.bad(path, v, p))?;
+    if d > max {
+        let p = check::problem(
+            format!("too long; the agent accepts at most {max_text}"),
+            format!(
+                "write it like {} = \"{}\"",
+                leaf(path),
+                humantime::format_duration(max)
+            ),
+        );
+        return Err(cx.bad(path, v, p));
+    }
     Ok(At {
         value: d,
         path: path.to_string(),
@@ -587,7 +612,7 @@ fn auto_rollback(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Rollback, Con
         let name = k.get_ref().as_ref();
         let p = join(path, name);
         match name {
-            "window" => window = Some(duration(cx, &p, v)?.value),
+            "window" => window = Some(duration(cx, &p, v, MAX_WINDOW, "one day")?.value),
             "crashes" => {
                 crashes = Some(number(
                     cx,
@@ -650,9 +675,9 @@ fn layer<'a, 'i>(
             }
             "listen" => l.listen = Some(listen(cx, p, v)?),
             "env" => l.env = Some(env(cx, p, v)?),
-            "ready_timeout" => l.ready_timeout = Some(duration(cx, p, v)?),
-            "drain_timeout" => l.drain_timeout = Some(duration(cx, p, v)?),
-            "lock_expiry" => l.lock_expiry = Some(duration(cx, p, v)?),
+            "ready_timeout" => l.ready_timeout = Some(duration(cx, p, v, MAX_TIMEOUT, "1 hour")?),
+            "drain_timeout" => l.drain_timeout = Some(duration(cx, p, v, MAX_TIMEOUT, "1 hour")?),
+            "lock_expiry" => l.lock_expiry = Some(duration(cx, p, v, MAX_LOCK_EXPIRY, "one week")?),
             "keep_releases" => {
                 let why = "each host keeps the current release and one to roll back to";
                 l.keep_releases = Some(number(cx, p, v, MIN_KEEP_RELEASES, why, "5")?);

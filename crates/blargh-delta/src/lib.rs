@@ -110,7 +110,9 @@
 //! back to a whole-file frame. Decoding allocates at most `max_size` bytes for the result,
 //! checked before any work is done, plus zstd's window: no larger than what was compressed
 //! (the file or the raw patch, whose size is pledged) for frames made here, and refused above
-//! 128 MiB whatever a frame claims.
+//! what the header's size can need (at most 128 MiB) whatever a frame claims. A delta's
+//! patch may decompress to at most twice the new file plus 1 MiB, so a small payload of
+//! empty patch steps cannot make the receiver work for minutes.
 
 use std::fmt;
 use std::io::{Cursor, Read};
@@ -132,7 +134,8 @@ pub const HEADER_LEN: usize = 104;
 const ZSTD_LEVEL: i32 = 12;
 
 /// Largest zstd window the decoder accepts (128 MiB), the library's default made explicit:
-/// it bounds the decoder's memory whatever a frame claims.
+/// it bounds the decoder's memory whatever a frame claims. A frame whose header announces
+/// a small file gets a window no larger than its payload can need.
 const WINDOW_LOG_MAX: u32 = 27;
 
 /// Offsets of the header fields (see the crate doc).
@@ -446,8 +449,22 @@ pub fn decode(base: Option<&[u8]>, frame: &[u8], max_size: u64) -> Result<Vec<u8
     }
     let new_size = usize::try_from(info.new_size).map_err(|_| too_large)?;
     let payload = &frame[HEADER_LEN..];
+    // What the payload may decompress to: the file itself, or a patch whose steps carry
+    // the file's bytes plus a little bookkeeping. Beyond that it is hostile (a patch of
+    // empty steps would turn a few kilobytes into minutes of work).
+    let stream_max = match info.method {
+        Method::Whole => info.new_size,
+        Method::Delta => patch_limit(info.new_size),
+    };
     let mut patch = zstd::stream::read::Decoder::with_buffer(payload).map_err(corrupt)?;
-    patch.window_log_max(WINDOW_LOG_MAX).map_err(corrupt)?;
+    patch
+        .window_log_max(window_log_for(stream_max))
+        .map_err(corrupt)?;
+    let patch = Bounded {
+        inner: patch,
+        left: stream_max,
+        new_size: info.new_size,
+    };
 
     let out = match (info.method, info.base) {
         (Method::Delta, Some(want)) => {
@@ -489,6 +506,56 @@ impl BaseInfo {
         size: 0,
         sha256: [0; 32],
     };
+}
+
+/// The most a delta's decompressed patch may hold for a file of `new_size` bytes: twice
+/// the file plus 1 MiB (a patch carries the file's bytes once, as differences or copies,
+/// plus a few bytes of bookkeeping per step).
+fn patch_limit(new_size: u64) -> u64 {
+    new_size.saturating_mul(2).saturating_add(1 << 20)
+}
+
+/// The zstd window (as a power of two) a payload of `stream_max` decompressed bytes needs:
+/// frames made here pledge their size, so their window is no larger; between 1 KiB and
+/// [`WINDOW_LOG_MAX`].
+fn window_log_for(stream_max: u64) -> u32 {
+    let log = 64 - stream_max.max(1).saturating_sub(1).leading_zeros();
+    log.clamp(10, WINDOW_LOG_MAX)
+}
+
+/// A reader that fails once it has given `left` bytes and is asked for more.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    new_size: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // One byte more than allowed means the stream is too long.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the payload decompresses to more than a file of {} bytes can need",
+                        self.new_size
+                    ),
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads exactly `size` bytes from `reader`, refusing a stream that is shorter or longer,

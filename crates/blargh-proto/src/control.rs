@@ -134,6 +134,14 @@ pub enum Request {
 
 /// The largest `ready_timeout_ms` and `drain_timeout_ms`: one hour.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// The longest `auto_rollback.window_s`: one day.
+pub const MAX_WINDOW_S: u64 = 86_400;
+/// The largest upload (`receive`'s `size`): 2 GiB.
+pub const MAX_UPLOAD_BYTES: u64 = 2 << 30;
+/// The longest `exec` `timeout_s`: one day.
+pub const MAX_EXEC_TIMEOUT_S: u64 = 86_400;
+/// The longest deploy lock `ttl_s`: one week.
+pub const MAX_LOCK_TTL_S: u64 = 7 * 86_400;
 /// The smallest `keep_releases`: the current release and the one to roll back to.
 pub const MIN_KEEP_RELEASES: u32 = 2;
 /// The largest `keep_releases`.
@@ -178,6 +186,56 @@ impl AgentSettings {
                 "keep_releases = {} is out of range: keep {MIN_KEEP_RELEASES} to \
                  {MAX_KEEP_RELEASES} (the current release and the one to roll back to at least)",
                 self.keep_releases
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Request {
+    /// Checks every number that becomes a duration, a deadline or an allocation: the one
+    /// rule the agent applies to a request as soon as it is decoded, so an out-of-range value is refused before anything
+    /// changes. The error names the field, the value and the range.
+    pub fn check(&self) -> Result<(), String> {
+        fn at_most(name: &str, value: u64, max: u64, unit: &str) -> Result<(), String> {
+            if value > max {
+                return Err(format!(
+                    "{name} = {value} is out of range: use at most {max} {unit}"
+                ));
+            }
+            Ok(())
+        }
+        match self {
+            Request::Receive { size, .. } => {
+                at_most("size", *size, MAX_UPLOAD_BYTES, "bytes (2 GiB)")
+            }
+            Request::Activate {
+                auto_rollback: Some(ar),
+                ..
+            } => ar.check(),
+            Request::Lock(LockRequest::Acquire { ttl_s, .. }) => {
+                at_most("ttl_s", *ttl_s, MAX_LOCK_TTL_S, "seconds (one week)")
+            }
+            Request::Exec { timeout_s, .. } => at_most(
+                "timeout_s",
+                *timeout_s,
+                MAX_EXEC_TIMEOUT_S,
+                "seconds (one day)",
+            ),
+            Request::Configure { settings, .. } => settings.check(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AutoRollback {
+    /// Checks the window: at most [`MAX_WINDOW_S`] (one day).
+    pub fn check(&self) -> Result<(), String> {
+        if self.window_s > MAX_WINDOW_S {
+            return Err(format!(
+                "auto_rollback.window_s = {} is out of range: use at most {MAX_WINDOW_S} \
+                 seconds (one day)",
+                self.window_s
             ));
         }
         Ok(())

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
@@ -82,10 +83,11 @@ impl Attempts<'_> {
         if let Some(h) = self.rsa_hash {
             return h;
         }
-        let h = match handle.best_supported_rsa_hash().await {
-            Ok(Some(best)) => best,
+        let wait = Duration::from_secs(10);
+        let h = match tokio::time::timeout(wait, handle.best_supported_rsa_hash()).await {
+            Ok(Ok(Some(best))) => best,
             // No server-sig-algs: every OpenSSH since 7.2 knows rsa-sha2-256.
-            Ok(None) | Err(_) => Some(HashAlg::Sha256),
+            Ok(Ok(None) | Err(_)) | Err(_) => Some(HashAlg::Sha256),
         };
         self.rsa_hash = Some(h);
         h
@@ -112,9 +114,8 @@ pub(crate) async fn authenticate(
     };
 
     // "none" tells which methods the server accepts (and lets in servers that need none).
-    let none = handle
-        .authenticate_none(user.clone())
-        .await
+    let none = answer(settings, options, handle.authenticate_none(user.clone()))
+        .await?
         .map_err(|e| e.to_string());
     match none {
         Ok(AuthResult::Success) => return Ok(()),
@@ -159,10 +160,8 @@ pub(crate) async fn authenticate(
             used_agent_keys.push(key.clone());
             let hash = hash_for(&mut a, handle, key).await;
             let what = format!("{shown} (via ssh-agent)");
-            match handle
-                .authenticate_publickey_with(user.clone(), key.clone(), hash, agent)
-                .await
-            {
+            let signed = handle.authenticate_publickey_with(user.clone(), key.clone(), hash, agent);
+            match answer(settings, options, signed).await? {
                 Ok(r) => {
                     if a.record(what, Ok(r)) {
                         return Ok(());
@@ -183,12 +182,12 @@ pub(crate) async fn authenticate(
         } else {
             None
         };
-        let r = handle
-            .authenticate_publickey(
-                user.clone(),
-                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-            )
-            .await
+        let offered = handle.authenticate_publickey(
+            user.clone(),
+            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+        );
+        let r = answer(settings, options, offered)
+            .await?
             .map_err(|e| e.to_string());
         if a.record(shown, r) {
             return Ok(());
@@ -218,10 +217,8 @@ pub(crate) async fn authenticate(
                     c => format!(" ({c})"),
                 }
             );
-            match handle
-                .authenticate_publickey_with(user.clone(), key.clone(), hash, agent)
-                .await
-            {
+            let signed = handle.authenticate_publickey_with(user.clone(), key.clone(), hash, agent);
+            match answer(settings, options, signed).await? {
                 Ok(r) => {
                     if a.record(what, Ok(r)) {
                         return Ok(());
@@ -236,15 +233,18 @@ pub(crate) async fn authenticate(
 
     if let Some(password) = password {
         if a.allows(MethodKind::Password) {
-            let r = handle
-                .authenticate_password(user.clone(), password)
-                .await
-                .map_err(|e| e.to_string());
+            let r = answer(
+                settings,
+                options,
+                handle.authenticate_password(user.clone(), password),
+            )
+            .await?
+            .map_err(|e| e.to_string());
             if a.record("password".into(), r) {
                 return Ok(());
             }
         } else if a.allows(MethodKind::KeyboardInteractive) {
-            if keyboard_interactive(handle, &user, password, &mut a).await {
+            if keyboard_interactive(handle, &user, password, options, &mut a).await? {
                 return Ok(());
             }
         } else if a.broken.is_none() {
@@ -262,25 +262,26 @@ async fn keyboard_interactive(
     handle: &mut client::Handle<Client>,
     user: &str,
     password: &str,
+    options: &ConnectOptions,
     a: &mut Attempts<'_>,
-) -> bool {
-    let mut reply = handle
-        .authenticate_keyboard_interactive_start(user.to_string(), None::<String>)
-        .await;
+) -> Result<bool, SshError> {
+    let settings = a.settings;
+    let start = handle.authenticate_keyboard_interactive_start(user.to_string(), None::<String>);
+    let mut reply = answer(settings, options, start).await?;
     for _ in 0..5 {
         match reply {
-            Ok(KeyboardInteractiveAuthResponse::Success) => return true,
+            Ok(KeyboardInteractiveAuthResponse::Success) => return Ok(true),
             Ok(KeyboardInteractiveAuthResponse::Failure {
                 remaining_methods,
                 partial_success,
             }) => {
-                return a.record(
+                return Ok(a.record(
                     "password (keyboard-interactive)".into(),
                     Ok(AuthResult::Failure {
                         remaining_methods,
                         partial_success,
                     }),
-                );
+                ));
             }
             Ok(KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. }) => {
                 let answers = prompts
@@ -293,18 +294,36 @@ async fn keyboard_interactive(
                         }
                     })
                     .collect();
-                reply = handle
-                    .authenticate_keyboard_interactive_respond(answers)
-                    .await;
+                let respond = handle.authenticate_keyboard_interactive_respond(answers);
+                reply = answer(settings, options, respond).await?;
             }
             Err(e) => {
-                return a.record("password (keyboard-interactive)".into(), Err(e.to_string()));
+                return Ok(a.record("password (keyboard-interactive)".into(), Err(e.to_string())));
             }
         }
     }
     a.tried
         .push("password (keyboard-interactive): too many prompts".into());
-    false
+    Ok(false)
+}
+
+/// Waits for the server's answer to one authentication request, at most
+/// `connect_timeout` (a passphrase typed at the prompt does not count: it is asked for
+/// between requests).
+async fn answer<T>(
+    settings: &HostSettings,
+    options: &ConnectOptions,
+    request: impl std::future::Future<Output = T>,
+) -> Result<T, SshError> {
+    let after = options.connect_timeout;
+    tokio::time::timeout(after, request)
+        .await
+        .map_err(|_| SshError::Timeout {
+            step: "SSH authentication",
+            host: settings.host_name.clone(),
+            port: settings.port,
+            after,
+        })
 }
 
 async fn hash_for(

@@ -119,13 +119,26 @@ pub fn run(cmd: Command) -> i32 {
             Command::Audit { lines, app } => (app, Op::Audit(lines)),
             Command::Env(EnvCommand::List { app }) => (app, Op::EnvList),
             Command::Env(EnvCommand::Unset { key, app }) => (app, Op::EnvUnset(key)),
-            Command::Env(EnvCommand::Set { key, app }) => match read_secret(&key) {
-                Ok(value) => (app, Op::EnvSet(key, value)),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return 2;
+            Command::Env(EnvCommand::Set { key, app }) => {
+                let value = key
+                    .key
+                    .parse::<EnvKey>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| {
+                        let v = match key.value {
+                            Some(v) => inline_secret(&k, v),
+                            None => read_secret(&k),
+                        }?;
+                        Ok((k, v))
+                    });
+                match value {
+                    Ok((key, value)) => (app, Op::EnvSet(key, value)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
                 }
-            },
+            }
             Command::Lock(LockCommand::Acquire {
                 message,
                 force,
@@ -170,28 +183,76 @@ pub fn run(cmd: Command) -> i32 {
     })
 }
 
-/// The value for `env set KEY`: stdin when piped, else asked for without echo... or, on a
-/// terminal, typed on one line. Never taken from argv.
+/// The value for `env set KEY`: stdin when piped; on a terminal, asked for and typed on
+/// one line without echo. Never taken from argv (see [`inline_secret`] for `KEY=VALUE`).
 fn read_secret(key: &str) -> Result<String, String> {
     let mut value = String::new();
-    if std::io::stdin().is_terminal() {
-        eprint!("value for {key} (one line, not echoed to the servers' logs): ");
-        std::io::stdin()
-            .read_line(&mut value)
-            .map_err(|e| format!("cannot read the value: {e}"))?;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("value for {key} (one line, not shown): ");
+        let echo = EchoOff::new(&stdin);
+        let read = stdin.read_line(&mut value);
+        drop(echo);
+        eprintln!();
+        read.map_err(|e| format!("cannot read the value: {e}"))?;
     } else {
-        std::io::stdin()
+        stdin
+            .lock()
             .read_to_string(&mut value)
             .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
     }
     let value = value.strip_suffix('\n').unwrap_or(&value);
     let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+    one_line(key, value)
+}
+
+/// The value of `env set KEY=VALUE`: accepted, with a warning about where it now is.
+fn inline_secret(key: &str, value: String) -> Result<String, String> {
+    eprintln!(
+        "warning: the value of {key} was given on the command line: it stays in your shell \
+         history and other local users can see it in `ps` while this runs; next time pipe it \
+         (`printf %s \"$VALUE\" | cargo blargh env set {key}`) or type it at the prompt"
+    );
+    one_line(key, value)
+}
+
+fn one_line(key: &str, value: String) -> Result<String, String> {
     if value.contains('\n') {
         return Err(format!(
             "the value for {key} has several lines; env values are one line"
         ));
     }
     Ok(value)
+}
+
+/// Stdin's terminal echo turned off until dropped.
+struct EchoOff {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl EchoOff {
+    fn new(stdin: &std::io::Stdin) -> EchoOff {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        let saved = tcgetattr(stdin).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_flags.remove(LocalFlags::ECHO);
+            let _ = tcsetattr(stdin, SetArg::TCSAFLUSH, &quiet);
+        }
+        EchoOff { saved }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
 }
 
 /// `cargo blargh init`: appends a commented `[package.metadata.blargh]` to Cargo.toml.

@@ -213,13 +213,50 @@ pub struct DeployArgs {
     pub parallel: bool,
 }
 
+/// `KEY` or `KEY=VALUE` as given to `env set`, split but not checked here: clap would
+/// print the whole argument, value included, in the error for a bad name.
+#[derive(Clone)]
+pub struct EnvAssignment {
+    /// Variable name, as typed (checked as an [`blargh_proto::EnvKey`] by the command).
+    pub key: String,
+    /// The value, when given on the command line.
+    pub value: Option<String>,
+}
+
+impl std::fmt::Debug for EnvAssignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvAssignment")
+            .field("key", &self.key)
+            .field("value", &self.value.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl std::str::FromStr for EnvAssignment {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.split_once('=') {
+            Some((k, v)) => EnvAssignment {
+                key: k.to_string(),
+                value: Some(v.to_string()),
+            },
+            None => EnvAssignment {
+                key: s.to_string(),
+                value: None,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
-    /// Set KEY to a value read from stdin (or asked for on a terminal); restarts the app
-    /// with zero downtime.
+    /// Set KEY to a value read from stdin (or asked for on a terminal, not echoed);
+    /// restarts the app with zero downtime. `KEY=VALUE` works too, but leaves the value in
+    /// the shell's history.
     Set {
-        /// Variable name.
-        key: blargh_proto::EnvKey,
+        /// Variable name (`KEY`), or `KEY=VALUE`.
+        #[arg(value_name = "KEY")]
+        key: EnvAssignment,
         #[command(flatten)]
         app: AppArgs,
     },

@@ -23,6 +23,15 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The first `n` characters of `text` (all of it when shorter): a server's hash or commit
+/// shortened for display, whatever it holds.
+fn head(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// Prints `text` line by line to stdout (`ok`) or stderr, each line after `prefix` and
 /// made [`printable`].
 pub fn print_lines(prefix: &str, text: &str, ok: bool) {
@@ -111,10 +120,7 @@ pub fn render(reply: &Reply) -> Result<String, String> {
                     "{mark}{}  {:<10} {:<10} {}  {}{}",
                     m.id,
                     m.version.as_deref().unwrap_or("-"),
-                    m.git_sha
-                        .as_deref()
-                        .map(|g| &g[..g.len().min(10)])
-                        .unwrap_or("-"),
+                    m.git_sha.as_deref().map(|g| head(g, 10)).unwrap_or("-"),
                     m.deployed_at,
                     m.deployed_by.as_deref().unwrap_or("-"),
                     m.message
@@ -138,7 +144,7 @@ pub fn render(reply: &Reply) -> Result<String, String> {
                 },
                 release.id,
                 release.size,
-                &release.sha256[..16]
+                head(&release.sha256, 16)
             );
         }
         Reply::Activated(a) => {
@@ -246,5 +252,45 @@ mod tests {
         .unwrap_err();
         assert!(text.starts_with("error: release r2 exited with status 3"));
         assert!(text.contains("its last output:\n  err| cannot open database"));
+    }
+
+    mod props {
+        use super::*;
+        use blargh_proto::ReleaseManifest;
+        use proptest::prelude::*;
+
+        fn manifest(sha256: String, git_sha: Option<String>) -> ReleaseManifest {
+            ReleaseManifest {
+                id: "r1".parse().unwrap(),
+                version: Some("1.0.0".into()),
+                git_sha,
+                sha256,
+                size: 1,
+                built_at: None,
+                deployed_at: "now".into(),
+                deployed_by: None,
+                message: None,
+            }
+        }
+
+        proptest! {
+            /// Whatever a server sends in a manifest's text fields (short, empty or
+            /// non-ASCII), rendering it does not panic.
+            #[test]
+            fn server_text_never_panics_the_output(
+                sha in prop_oneof![any::<String>(), "\\PC{0,20}", "[a-f0-9é]{0,20}"],
+                git in proptest::option::of(prop_oneof![any::<String>(), "[0-9a-fé]{0,12}"]),
+            ) {
+                let m = manifest(sha, git);
+                let _ = render(&Reply::Received { release: m.clone(), already_present: false });
+                let _ = render(&Reply::Releases {
+                    releases: vec![blargh_proto::control::ReleaseEntry {
+                        manifest: m,
+                        current: true,
+                        previous: false,
+                    }],
+                });
+            }
+        }
     }
 }

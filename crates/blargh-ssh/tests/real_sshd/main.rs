@@ -8,3 +8,4 @@ mod common;
 mod config;
 mod exec;
 mod host_keys;
+mod timeouts;
