@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub max_restarts: usize,
     /// Window for counting crashes.
     pub crash_window: Duration,
+    /// How long a release may go without `WATCHDOG=1` (once it sent one) before it is
+    /// replaced as hung; `None`: no watchdog.
+    pub watchdog_timeout: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -68,6 +71,10 @@ impl AgentConfig {
             keep_releases: AgentSettings::DEFAULT.keep_releases as usize,
             max_restarts: 5,
             crash_window: Duration::from_secs(60),
+            watchdog_timeout: match AgentSettings::DEFAULT.watchdog_timeout_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         }
     }
 }
@@ -79,6 +86,7 @@ impl AgentConfig {
             ready_timeout_ms: self.ready_timeout.as_millis() as u64,
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
             keep_releases: self.keep_releases as u32,
+            watchdog_timeout_ms: self.watchdog_timeout.map_or(0, |w| w.as_millis() as u64),
         }
     }
 }

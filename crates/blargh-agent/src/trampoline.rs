@@ -38,6 +38,9 @@ pub fn exec(args: &[OsString]) -> ! {
             blargh_proto::env::LISTEN_PID,
             std::process::id().to_string(),
         );
+        if std::env::var_os(blargh_proto::env::WATCHDOG_USEC).is_some() {
+            std::env::set_var(blargh_proto::env::WATCHDOG_PID, std::process::id().to_string());
+        }
     }
     if let (Some(uid), Some(gid)) = ids
         && let Err(e) = drop_privileges(&uid, &gid)
