@@ -135,7 +135,7 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
     let data = dir.path().to_path_buf();
     let spawned = std::thread::spawn(move || {
         let _in = handle.enter();
-        blargh_agent::spawn::spawn(
+        let spawned = blargh_agent::spawn::spawn(
             blargh_agent::spawn::SpawnSpec {
                 release: "r1",
                 app: "hello",
@@ -152,7 +152,12 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
             },
             log,
         )
-        .unwrap()
+        .unwrap();
+        // Live on until the trampoline has set the parent-death signal and exec'd the
+        // release (a thread that ends before that passes its children to another thread,
+        // without a signal): the release then runs for a while, as in the agent.
+        std::thread::sleep(Duration::from_secs(1));
+        spawned
     })
     .join()
     .unwrap(); // the thread has ended here
