@@ -375,6 +375,19 @@ async fn prepare(
     Ok(host)
 }
 
+/// Takes the deploy lock again as `holder`, for another `lock_expiry` from now, so that a
+/// long deploy does not lose it midway.
+async fn refresh_lock(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), String> {
+    let message = s
+        .message
+        .clone()
+        .unwrap_or_else(|| "cargo blargh deploy".into());
+    h.ra.lock_acquire(holder, &message, s.lock_expiry.as_secs().max(1), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("refreshing the deploy lock: {e}; nothing was activated here"))
+}
+
 /// Activates the shipped release on one host, acting as `holder` (the lock's holder: the
 /// agent refuses activations, env changes and execs by anyone else while the lock holds).
 async fn activate(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), ()> {
@@ -390,20 +403,8 @@ async fn activate(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), 
     };
     // Refresh the lock: shipping, and the hosts activated before this one, took time that
     // counts against its expiry.
-    let message = s
-        .message
-        .clone()
-        .unwrap_or_else(|| "cargo blargh deploy".into());
-    if let Err(e) = h
-        .ra
-        .lock_acquire(holder, &message, s.lock_expiry.as_secs().max(1), false)
-        .await
-    {
-        fail(
-            &mut h.report,
-            format!("refreshing the deploy lock: {e}; nothing was activated here"),
-            vec![],
-        );
+    if let Err(e) = refresh_lock(s, h, holder).await {
+        fail(&mut h.report, e, vec![]);
         return Err(());
     }
     for (k, v) in &s.env {
@@ -444,6 +445,13 @@ async fn activate(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), 
                 return Err(());
             }
         }
+    }
+    // And again after before_activate, which may have run for long.
+    if s.before_activate.is_some()
+        && let Err(e) = refresh_lock(s, h, holder).await
+    {
+        fail(&mut h.report, e, vec![]);
+        return Err(());
     }
     let result =
         h.ra.activate(
