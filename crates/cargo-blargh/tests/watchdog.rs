@@ -171,3 +171,45 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
         "pid {pid} ended when the thread that asked for it did (parent-death signal)"
     );
 }
+
+/// Under systemd with `WatchdogSec=`, the agent gets WATCHDOG_USEC and pings WATCHDOG=1 on
+/// NOTIFY_SOCKET every half of it.
+#[test]
+fn the_agent_pings_systemds_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("systemd-notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let root = dir.path().join("app");
+    let port = test_support::agent::free_port();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["agent", "run", "--app", "hello", "--root"])
+        .arg(&root)
+        .args(["--listen", &format!("web=127.0.0.1:{port}")])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if test_support::agent::running_as_root() {
+        cmd.args(["--user", "nobody"]);
+    }
+    let mut agent = cmd.spawn().unwrap();
+    let mut buf = [0u8; 256];
+    let mut seen = Vec::new();
+    let t0 = std::time::Instant::now();
+    let mut pings = 0;
+    while pings < 3 && t0.elapsed() < Duration::from_secs(5) {
+        let Ok(n) = sock.recv(&mut buf) else { break };
+        let d = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+        pings += usize::from(d == "WATCHDOG=1");
+        seen.push(d);
+    }
+    let took = t0.elapsed();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(seen.iter().any(|d| d == "READY=1"), "{seen:?}");
+    assert_eq!(pings, 3, "three pings within 5 s: {seen:?}");
+    assert!(took < Duration::from_secs(2), "every 200 ms, took {took:?}: {seen:?}");
+}
