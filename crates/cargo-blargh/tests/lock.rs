@@ -1,7 +1,8 @@
 //! The deploy lock is not advisory: while someone holds it, activate, rollback, env set,
 //! env unset and exec by anyone else are refused, naming the holder and since when; its
 //! holder (a deploy's own steps) passes. A deploy refreshes its lock as it goes, so a long
-//! one does not lose it midway (loopback sshd, root only).
+//! one does not lose it midway, and applies the config's `watchdog_timeout` (loopback sshd,
+//! root only).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,7 +111,7 @@ fn a_deploy_acts_through_its_own_lock_and_refreshes_it_as_it_goes() {
         &format!(
             "hosts = [\"{}\"]\napp = \"lockrefresh\"\n{}\n\
              ready_timeout = \"1s\"\ndrain_timeout = \"1s\"\nlock_expiry = \"5s\"\n\
-             env = {{ HELLO_GREETING = \"hi\" }}\n\
+             env = {{ HELLO_GREETING = \"hi\" }}\nwatchdog_timeout = \"7s\"\n\
              before_activate = [\"sh\", \"-c\", \"sleep 3\", \"{{bin}}\"]",
             server.destination(),
             server.listen_line(),
@@ -150,8 +151,19 @@ fn a_deploy_acts_through_its_own_lock_and_refreshes_it_as_it_goes() {
     );
     let r = test_support::http::get(server.web_port(), "/greeting").unwrap();
     assert_eq!(r.body, "hi\n");
-    assert!(rt.block_on(async {
+    let (lock, settings) = rt.block_on(async {
         let mut c = client::connect(&socket).await.unwrap();
-        c.lock_status().await.unwrap().is_none()
-    }), "released at the end");
+        (
+            c.lock_status().await.unwrap(),
+            c.status().await.unwrap().settings,
+        )
+    });
+    assert_eq!(lock, None, "released at the end");
+    // The config's watchdog_timeout reached the agent (deploy applies it, like the timeouts).
+    assert_eq!(settings.watchdog_timeout_ms, 7_000);
+    assert!(
+        text(&out).contains("watchdog_timeout 30s → 7s"),
+        "deploy says what it applied:\n{}",
+        text(&out)
+    );
 }
