@@ -160,7 +160,10 @@ mod tests {
             path: "/usr/bin:/bin",
             watchdog: None,
         });
-        assert!(!env.iter().any(|(k, _)| k.starts_with("WATCHDOG_")), "{env:?}");
+        assert!(
+            !env.iter().any(|(k, _)| k.starts_with("WATCHDOG_")),
+            "{env:?}"
+        );
     }
 
     #[test]

@@ -524,11 +524,10 @@ impl Supervisor {
     /// deploy's own steps go through its lock. The lock coordinates people and deploys; it
     /// is not access control (anyone who may use the control socket may claim a name).
     pub fn lock_allows(&self, claim: Option<&str>, what: &str) -> Result<(), ControlError> {
-        let held = self.lock.apply(&LockRequest::Status).map_err(|e| {
-            plain_error(format!(
-                "{what} refused: {e}"
-            ))
-        })?;
+        let held = self
+            .lock
+            .apply(&LockRequest::Status)
+            .map_err(|e| plain_error(format!("{what} refused: {e}")))?;
         match crate::lock::refusal(held.as_ref(), claim, crate::lock::unix_now(), what) {
             Some(why) => Err(plain_error(why)),
             None => Ok(()),
@@ -987,8 +986,10 @@ impl Supervisor {
             let still = current(&st).is_some();
             match started {
                 Ok((proc, ready_ms)) => {
-                    let detail =
-                        format!("{why}; replaced by pid {}, ready in {ready_ms} ms", proc.pid);
+                    let detail = format!(
+                        "{why}; replaced by pid {}, ready in {ready_ms} ms",
+                        proc.pid
+                    );
                     // Had it exited while the fresh one started, crash handling's restart
                     // finds the fresh one current and stands down.
                     st.current = Some(proc);
@@ -1007,8 +1008,13 @@ impl Supervisor {
             }
         };
         self.log.write(&release, "agent", &detail);
-        self.audit
-            .record("watchdog", Some(&release), None, Some("agent"), Some(&detail));
+        self.audit.record(
+            "watchdog",
+            Some(&release),
+            None,
+            Some("agent"),
+            Some(&detail),
+        );
         stop_hung(&hung).await;
     }
 

@@ -39,7 +39,10 @@ pub fn exec(args: &[OsString]) -> ! {
             std::process::id().to_string(),
         );
         if std::env::var_os(blargh_proto::env::WATCHDOG_USEC).is_some() {
-            std::env::set_var(blargh_proto::env::WATCHDOG_PID, std::process::id().to_string());
+            std::env::set_var(
+                blargh_proto::env::WATCHDOG_PID,
+                std::process::id().to_string(),
+            );
         }
     }
     if let (Some(uid), Some(gid)) = ids

@@ -337,7 +337,10 @@ fn watchdog(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Option<Duration>, 
         if *b {
             let p = check::problem(
                 "true is the default already",
-                format!("write a duration like {} = \"30s\", or false to turn it off", leaf(path)),
+                format!(
+                    "write a duration like {} = \"30s\", or false to turn it off",
+                    leaf(path)
+                ),
             );
             return Err(cx.bad(path, v, p));
         }
@@ -347,7 +350,10 @@ fn watchdog(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Option<Duration>, 
     if d < MIN_WATCHDOG_TIMEOUT {
         let p = check::problem(
             "shorter than 100ms",
-            format!("write {} = \"100ms\" or more, or false to turn it off", leaf(path)),
+            format!(
+                "write {} = \"100ms\" or more, or false to turn it off",
+                leaf(path)
+            ),
         );
         return Err(cx.bad(path, v, p));
     }

@@ -961,7 +961,10 @@ fn the_watchdog_is_a_duration_or_false() {
     let c = ok("hosts = [\"h\"]\nwatchdog_timeout = false\n");
     assert_eq!(c.watchdog_timeout, None);
     let e = err("hosts = [\"h\"]\nwatchdog_timeout = \"50ms\"\n").to_string();
-    assert!(e.contains("shorter than 100ms") && e.contains("or false"), "{e}");
+    assert!(
+        e.contains("shorter than 100ms") && e.contains("or false"),
+        "{e}"
+    );
     let e = err("hosts = [\"h\"]\nwatchdog_timeout = true\n").to_string();
     assert!(e.contains("false to turn it off"), "{e}");
     let e = err("hosts = [\"h\"]\nwatchdog_timeout = \"0s\"\n").to_string();

@@ -737,7 +737,12 @@ mod tests {
             keep_releases: 5,
             watchdog_timeout_ms: 30_000,
         };
-        for (w, good) in [(0, true), (99, false), (100, true), (MAX_TIMEOUT_MS + 1, false)] {
+        for (w, good) in [
+            (0, true),
+            (99, false),
+            (100, true),
+            (MAX_TIMEOUT_MS + 1, false),
+        ] {
             let r = AgentSettings {
                 watchdog_timeout_ms: w,
                 ..ok
@@ -750,7 +755,10 @@ mod tests {
             r#"{"ready_timeout_ms":1,"drain_timeout_ms":1,"keep_releases":2}"#,
         )
         .unwrap();
-        assert_eq!(old.watchdog_timeout_ms, AgentSettings::DEFAULT.watchdog_timeout_ms);
+        assert_eq!(
+            old.watchdog_timeout_ms,
+            AgentSettings::DEFAULT.watchdog_timeout_ms
+        );
         assert_eq!(ok.check(), Ok(()));
         let e = AgentSettings {
             keep_releases: 1,

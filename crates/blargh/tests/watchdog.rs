@@ -59,7 +59,10 @@ fn pings_come_from_the_runtime_and_stop_while_its_workers_are_blocked() {
     std::thread::sleep(Duration::from_millis(150)); // a ping already on its way
     let _ = received(&sock, Duration::from_millis(1));
     let hung = received(&sock, Duration::from_millis(600));
-    assert!(hung.is_empty(), "no ping while the runtime is stuck: {hung:?}");
+    assert!(
+        hung.is_empty(),
+        "no ping while the runtime is stuck: {hung:?}"
+    );
 
     // Another process's WATCHDOG_USEC is not ours.
     unsafe { std::env::set_var("WATCHDOG_PID", "1") };

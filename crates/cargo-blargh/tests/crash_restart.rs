@@ -148,7 +148,10 @@ fn a_dependency_outage_is_a_crash_loop_retried_less_often_until_the_app_serves_a
     let looped = agent.wait_for("the crash loop", Duration::from_secs(30), |s| {
         s.state == AppState::CrashLoop
     });
-    assert_eq!(looped.retry_every_ms, Some(LOOP_RETRY_FIRST.as_millis() as u64));
+    assert_eq!(
+        looped.retry_every_ms,
+        Some(LOOP_RETRY_FIRST.as_millis() as u64)
+    );
     let audit = agent.audit();
     let event = audit
         .iter()
@@ -179,14 +182,20 @@ fn a_dependency_outage_is_a_crash_loop_retried_less_often_until_the_app_serves_a
         slower.retry_every_ms,
         Some(next_loop_delay(LOOP_RETRY_FIRST).as_millis() as u64)
     );
-    assert!(failures(&agent) > before, "a failed attempt in the loop was audited");
+    assert!(
+        failures(&agent) > before,
+        "a failed attempt in the loop was audited"
+    );
 
     // The database is back: the next attempt serves, and nobody did anything.
     std::fs::remove_file(&down).unwrap();
     let back = agent.wait_for("the app to serve again", Duration::from_secs(30), |s| {
         s.state == AppState::Running
     });
-    assert!(back.pid.is_some() && back.retry_every_ms.is_none(), "{back:?}");
+    assert!(
+        back.pid.is_some() && back.retry_every_ms.is_none(),
+        "{back:?}"
+    );
     let r = http::get(agent.port(), "/").unwrap();
     assert!(r.body.starts_with("hello from v1 "), "{}", r.body);
     assert!(agent.audit().iter().any(|e| e.event == "restart"));

@@ -58,7 +58,11 @@ fn changes_by_anyone_but_the_holder_are_refused_while_the_lock_holds() {
             .unwrap()
             .unwrap();
         let bo = || Some("bo@ci".to_string());
-        refused(c.activate(&second, bo(), None, None).await, "activate", &held);
+        refused(
+            c.activate(&second, bo(), None, None).await,
+            "activate",
+            &held,
+        );
         refused(c.rollback(Some(id.clone()), bo()).await, "rollback", &held);
         refused(c.env_set(&key, "hi", bo(), true).await, "env set", &held);
         refused(c.env_unset(&key, bo(), true).await, "env unset", &held);

@@ -20,8 +20,11 @@ const CONNECTIONS: u32 = 8;
 
 fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped) counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
@@ -52,9 +55,11 @@ fn a_hung_release_is_replaced_and_requests_succeed_again() {
     );
     assert_eq!(replaced.state, AppState::Running);
     assert_eq!(replaced.restarts, 0, "a replacement, not a crash restart");
-    test_support::wait::wait_until(Duration::from_secs(5), "the hung process to be killed", || {
-        !alive(hung)
-    });
+    test_support::wait::wait_until(
+        Duration::from_secs(5),
+        "the hung process to be killed",
+        || !alive(hung),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let across = load.finish().unwrap();
     eprintln!("wrk across the hang: {across:?}");
@@ -211,5 +216,8 @@ fn the_agent_pings_systemds_watchdog() {
     let _ = agent.wait();
     assert!(seen.iter().any(|d| d == "READY=1"), "{seen:?}");
     assert_eq!(pings, 3, "three pings within 5 s: {seen:?}");
-    assert!(took < Duration::from_secs(2), "every 200 ms, took {took:?}: {seen:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "every 200 ms, took {took:?}: {seen:?}"
+    );
 }
