@@ -48,7 +48,8 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// Releases kept on disk (current and previous are always kept).
     pub keep_releases: usize,
-    /// Crashes within `crash_window` after which the agent stops restarting.
+    /// Crashes within `crash_window` after which it is a crash loop (restarts slow down to
+    /// every 2 s, doubling up to every 60 s).
     pub max_restarts: usize,
     /// Window for counting crashes.
     pub crash_window: Duration,

@@ -965,11 +965,6 @@ impl Supervisor {
             "pid {pid} sent no WATCHDOG=1 for {:.1} s (hung)",
             silent.as_secs_f32()
         );
-        self.log.write(
-            &release,
-            "agent",
-            &format!("{why}: starting a fresh process of release {release} to replace it"),
-        );
         let _guard = self.activation.lock().await;
         let current = |st: &State| {
             st.current
@@ -980,6 +975,11 @@ impl Supervisor {
         let Some(hung) = current(&self.state()) else {
             return; // it exited, or was replaced meanwhile
         };
+        self.log.write(
+            &release,
+            "agent",
+            &format!("{why}: starting a fresh process of release {release} to replace it"),
+        );
         let started = self.start(&release).await;
         let detail = {
             let mut st = self.state();

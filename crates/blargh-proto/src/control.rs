@@ -211,14 +211,14 @@ impl std::fmt::Display for AgentSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ready_timeout {} ms, drain_timeout {} ms, keep_releases {}, watchdog_timeout {}",
+            "ready_timeout {} ms, drain_timeout {} ms, watchdog_timeout {}, keep_releases {}",
             self.ready_timeout_ms,
             self.drain_timeout_ms,
-            self.keep_releases,
             match self.watchdog_timeout_ms {
                 0 => "off".to_string(),
                 ms => format!("{ms} ms"),
-            }
+            },
+            self.keep_releases,
         )
     }
 }
