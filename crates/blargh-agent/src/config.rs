@@ -52,10 +52,14 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// Releases kept on disk (current and previous are always kept).
     pub keep_releases: usize,
-    /// Crashes within `crash_window` after which the agent stops restarting.
+    /// Crashes within `crash_window` after which it is a crash loop (restarts slow down to
+    /// every 2 s, doubling up to every 60 s).
     pub max_restarts: usize,
     /// Window for counting crashes.
     pub crash_window: Duration,
+    /// How long a release may go without `WATCHDOG=1` (once it sent one) before it is
+    /// replaced as hung; `None`: no watchdog.
+    pub watchdog_timeout: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -73,6 +77,10 @@ impl AgentConfig {
             keep_releases: AgentSettings::DEFAULT.keep_releases as usize,
             max_restarts: 5,
             crash_window: Duration::from_secs(60),
+            watchdog_timeout: match AgentSettings::DEFAULT.watchdog_timeout_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         }
     }
 }
@@ -84,6 +92,7 @@ impl AgentConfig {
             ready_timeout_ms: self.ready_timeout.as_millis() as u64,
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
             keep_releases: self.keep_releases as u32,
+            watchdog_timeout_ms: self.watchdog_timeout.map_or(0, |w| w.as_millis() as u64),
         }
     }
 }

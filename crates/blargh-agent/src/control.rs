@@ -214,6 +214,11 @@ async fn answer(
         Some(c) => format!("{c} via {peer}"),
         None => peer.to_string(),
     };
+    if let Some((what, claim)) = locked_change(&req)
+        && let Err(e) = sup.lock_allows(claim, what)
+    {
+        return Reply::Error(e);
+    }
     match req {
         Request::Status => Reply::Status(sup.status()),
         Request::Releases => match sup.store().list() {
@@ -332,6 +337,18 @@ async fn answer(
             )
             .await
             .unwrap_or_else(Reply::Error),
+    }
+}
+
+/// The requests the deploy lock guards (what they are called, and who claims to ask).
+fn locked_change(req: &Request) -> Option<(&'static str, Option<&str>)> {
+    match req {
+        Request::Activate { by, .. } => Some(("activate", by.as_deref())),
+        Request::Rollback { by, .. } => Some(("rollback", by.as_deref())),
+        Request::EnvSet { by, .. } => Some(("env set", by.as_deref())),
+        Request::EnvUnset { by, .. } => Some(("env unset", by.as_deref())),
+        Request::Exec { by, .. } => Some(("exec", by.as_deref())),
+        _ => None,
     }
 }
 

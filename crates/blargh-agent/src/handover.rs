@@ -27,10 +27,12 @@ pub struct HandoverInputs<'a> {
     pub app_env: &'a [(String, String)],
     /// `PATH` to give the app.
     pub path: &'a str,
+    /// The watchdog timeout, when the watchdog is on: the app gets `WATCHDOG_USEC`.
+    pub watchdog: Option<Duration>,
 }
 
-/// The full environment of a release, in order. `LISTEN_PID` is absent on purpose: only the
-/// exec trampoline knows the final pid, and sets it just before exec.
+/// The full environment of a release, in order. `LISTEN_PID` and `WATCHDOG_PID` are absent
+/// on purpose: only the exec trampoline knows the final pid, and sets them just before exec.
 pub fn release_env(i: &HandoverInputs<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vec![("PATH".into(), i.path.into())];
     for (k, v) in i.app_env {
@@ -51,6 +53,11 @@ pub fn release_env(i: &HandoverInputs<'_>) -> Vec<(String, String)> {
         env::DRAIN_TIMEOUT_MS,
         i.drain_timeout.as_millis().to_string(),
     );
+    match i.watchdog {
+        Some(w) => set(env::WATCHDOG_USEC, w.as_micros().to_string()),
+        // Not the app's to set: without the agent's watchdog nobody listens for pings.
+        None => out.retain(|(k, _)| k != env::WATCHDOG_USEC && k != env::WATCHDOG_PID),
+    }
     out
 }
 
@@ -114,6 +121,7 @@ mod tests {
             drain_timeout: Duration::from_secs(30),
             app_env: &app_env,
             path: "/usr/bin:/bin",
+            watchdog: Some(Duration::from_millis(1500)),
         });
         let get = |k: &str| {
             env.iter()
@@ -126,12 +134,35 @@ mod tests {
         assert_eq!(get("NOTIFY_SOCKET"), Some("/srv/app/run/n.sock"));
         assert_eq!(get("BLARGH_RELEASE_ID"), Some("r1"));
         assert_eq!(get("BLARGH_DRAIN_TIMEOUT_MS"), Some("30000"));
+        assert_eq!(get("WATCHDOG_USEC"), Some("1500000"));
+        assert_eq!(get("WATCHDOG_PID"), None, "set by the trampoline, not here");
         assert_eq!(get("DATABASE_URL"), Some("postgres://x"));
         // The app's env file may override PATH (it comes later), once.
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 2);
         assert_eq!(
             env.iter().rev().find(|(k, _)| k == "PATH").unwrap().1,
             "/opt/bin"
+        );
+    }
+
+    #[test]
+    fn without_the_watchdog_no_watchdog_variables_reach_the_app() {
+        let app_env = vec![("WATCHDOG_USEC".to_string(), "5".to_string())];
+        let env = release_env(&HandoverInputs {
+            listener_names: &[],
+            notify_socket: Path::new("/n.sock"),
+            release: "r1",
+            app: "shop",
+            root: Path::new("/srv/app"),
+            data_dir: Path::new("/srv/app/data"),
+            drain_timeout: Duration::from_secs(30),
+            app_env: &app_env,
+            path: "/usr/bin:/bin",
+            watchdog: None,
+        });
+        assert!(
+            !env.iter().any(|(k, _)| k.starts_with("WATCHDOG_")),
+            "{env:?}"
         );
     }
 

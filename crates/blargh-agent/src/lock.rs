@@ -83,6 +83,30 @@ pub fn decide(
     }
 }
 
+/// Why a change (`what`: "activate", "env set", …) asked for by `claim` is refused while
+/// `held` is the deploy lock, or `None` when it may go ahead: the lock is free or expired,
+/// or `claim` is its holder (a deploy's own steps pass its lock).
+pub fn refusal(
+    held: Option<&LockInfo>,
+    claim: Option<&str>,
+    now: u64,
+    what: &str,
+) -> Option<String> {
+    let h = held.filter(|h| h.expires_unix > now)?;
+    if claim == Some(h.holder.as_str()) {
+        return None;
+    }
+    Some(format!(
+        "{what} refused: the deploy lock is held by {} since {}: \"{}\" (it expires in {} s). \
+         Wait until they release it, ask them, or, if their deploy is dead, release it with \
+         `cargo blargh lock release --force`",
+        h.holder,
+        h.since,
+        h.message,
+        h.expires_unix.saturating_sub(now)
+    ))
+}
+
 impl DeployLock {
     /// The lock stored at `path`, on the system clock.
     pub fn new(path: PathBuf) -> Self {
@@ -189,6 +213,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(forced.holder, "bo@ci");
+    }
+
+    #[test]
+    fn changes_by_anyone_but_the_holder_are_refused_while_the_lock_holds() {
+        let held = decide(
+            None,
+            &acquire("ana@laptop (deploy, pid 7)", false),
+            100,
+            "t0",
+        )
+        .unwrap()
+        .unwrap();
+        let why = refusal(Some(&held), Some("bo@ci"), 110, "activate").unwrap();
+        assert!(why.starts_with("activate refused"), "{why}");
+        assert!(
+            why.contains("held by ana@laptop (deploy, pid 7) since t0") && why.contains("50 s"),
+            "{why}"
+        );
+        assert!(
+            refusal(Some(&held), None, 110, "rollback").is_some(),
+            "no claim"
+        );
+        assert_eq!(
+            refusal(
+                Some(&held),
+                Some("ana@laptop (deploy, pid 7)"),
+                110,
+                "activate"
+            ),
+            None,
+            "the holder passes"
+        );
+        assert_eq!(
+            refusal(Some(&held), Some("bo@ci"), 160, "activate"),
+            None,
+            "expired"
+        );
+        assert_eq!(refusal(None, Some("bo@ci"), 110, "activate"), None, "free");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The per-process notify socket: where a release says `READY=1` and `STOPPING=1`
-//! (the sd_notify protocol, so apps written for systemd work unchanged).
+//! The per-process notify socket: where a release says `READY=1`, `STOPPING=1` and
+//! `WATCHDOG=1` (the sd_notify protocol, so apps written for systemd work unchanged).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ pub enum NotifyEvent {
     Ready,
     /// Stopped accepting; draining.
     Stopping,
+    /// Still alive (the watchdog ping).
+    Watchdog,
     /// A free-form status line.
     Status(String),
 }
@@ -25,6 +27,7 @@ pub fn parse(datagram: &[u8]) -> Vec<NotifyEvent> {
         .filter_map(|l| match l.split_once('=') {
             Some(("READY", "1")) => Some(NotifyEvent::Ready),
             Some(("STOPPING", "1")) => Some(NotifyEvent::Stopping),
+            Some(("WATCHDOG", "1")) => Some(NotifyEvent::Watchdog),
             Some(("STATUS", s)) => Some(NotifyEvent::Status(s.to_string())),
             _ => None,
         })
@@ -116,7 +119,10 @@ mod tests {
             ]
         );
         assert_eq!(parse(b"STOPPING=1"), vec![NotifyEvent::Stopping]);
-        assert!(parse(b"READY=0\nWATCHDOG=1").is_empty());
+        assert_eq!(
+            parse(b"READY=0\nWATCHDOG=1\nWATCHDOG=trigger"),
+            vec![NotifyEvent::Watchdog]
+        );
     }
 
     #[tokio::test]

@@ -1,12 +1,18 @@
 //! Starting one process of a release: the exec trampoline with the sockets on fd 3…, the
 //! release's environment, its own notify socket, its output captured into the app log.
+//!
+//! Every process is forked by one long-lived thread ([`fork`]): the trampoline's
+//! parent-death signal fires when the *thread* that forked it ends, and tokio retires its
+//! threads (a worker that ran `block_in_place` becomes a blocking-pool thread, which exits
+//! after 10 s idle; `spawn_blocking` threads likewise), which would SIGTERM a healthy
+//! release while the agent lives on.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 
 use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::Child;
@@ -67,6 +73,42 @@ pub struct RunOnce {
     pub timed_out: bool,
 }
 
+/// A command for the fork thread, with the runtime its child belongs to (for reaping).
+struct ForkRequest {
+    cmd: tokio::process::Command,
+    runtime: tokio::runtime::Handle,
+    reply: mpsc::SyncSender<io::Result<Child>>,
+}
+
+/// Starts `cmd` from the agent's one fork thread, which lives as long as the process, so
+/// that the parent-death signal of what it starts means "the agent died" and nothing else.
+/// Blocks the caller for the fork and exec only. Must be called within a tokio runtime.
+pub fn fork(cmd: tokio::process::Command) -> io::Result<Child> {
+    static FORKER: OnceLock<mpsc::Sender<ForkRequest>> = OnceLock::new();
+    let tx = FORKER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<ForkRequest>();
+        std::thread::Builder::new()
+            .name("blargh-fork".into())
+            .spawn(move || {
+                for mut req in rx {
+                    let _in_runtime = req.runtime.enter();
+                    let _ = req.reply.send(req.cmd.spawn());
+                }
+            })
+            .expect("start the agent's fork thread");
+        tx
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    let gone = || io::Error::other("the agent's fork thread is gone; restart the agent");
+    tx.send(ForkRequest {
+        cmd,
+        runtime: tokio::runtime::Handle::current(),
+        reply,
+    })
+    .map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
+}
+
 /// Runs a release's executable once with `args` (no sockets, no readiness), as the app's
 /// user, killing its process group after `timeout`.
 pub async fn run_once(
@@ -92,7 +134,7 @@ pub async fn run_once(
         cmd.env(trampoline::UID_VAR, uid.to_string())
             .env(trampoline::GID_VAR, gid.to_string());
     }
-    let mut child = cmd.spawn()?;
+    let mut child = fork(cmd)?;
     let pid = child.id().unwrap_or(0) as i32;
     let read_all = |r: Option<tokio::process::ChildStdout>| async move {
         let mut buf = Vec::new();
@@ -171,7 +213,7 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     }
     cmd.fd_mappings(mappings)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = fork(cmd).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(

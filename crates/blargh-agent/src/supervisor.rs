@@ -1,5 +1,6 @@
 //! What runs: one current process per app, started and checked ready before the old one
-//! drains; crashes restarted with backoff until they look like a loop.
+//! drains; crashes restarted with backoff, and in a crash loop still retried, less often;
+//! a process that stops sending `WATCHDOG=1` replaced as hung.
 //!
 //! Every change of the running process goes through one lock, so activations, rollbacks,
 //! restarts and shutdown never interleave.
@@ -37,6 +38,16 @@ use crate::store::Store;
 /// Longest wait for a draining release to say it stopped accepting before an activation
 /// returns anyway (apps without the library never say so).
 const STOP_WAIT: Duration = Duration::from_secs(2);
+/// Wait between attempts once restarts look like a crash loop; it doubles after each
+/// failed attempt up to [`LOOP_RETRY_MAX`]. A dependency outage (a database away for a
+/// while) then costs one process start every minute at most, and the app comes back on
+/// its own once the dependency does.
+pub const LOOP_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Longest wait between attempts in a crash loop.
+pub const LOOP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a hung process gets between SIGTERM and SIGKILL once its replacement serves
+/// (a process whose runtime is stuck cannot drain anyway).
+const HUNG_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// A process of the app that has become ready.
 #[derive(Debug, Clone)]
@@ -56,7 +67,11 @@ struct State {
     app: AppState,
     current: Option<Proc>,
     restarts: u32,
+    /// Hung processes replaced by the watchdog.
+    watchdog_restarts: u32,
     crashes: VecDeque<Instant>,
+    /// In a crash loop: the wait before the next attempt.
+    loop_delay: Option<Duration>,
     /// Watch over a fresh activation: roll back by itself if it crashes too soon.
     guard: Option<Guard>,
 }
@@ -143,7 +158,9 @@ impl Supervisor {
                 app: AppState::Empty,
                 current: None,
                 restarts: 0,
+                watchdog_restarts: 0,
                 crashes: VecDeque::new(),
+                loop_delay: None,
                 guard: None,
             }),
             generation: AtomicU64::new(0),
@@ -162,6 +179,14 @@ impl Supervisor {
 
     fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.settings().drain_timeout_ms)
+    }
+
+    /// The watchdog timeout, when the watchdog is on.
+    fn watchdog_timeout(&self) -> Option<Duration> {
+        match self.settings().watchdog_timeout_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// Checks `new`, writes it to `settings.json` (atomically), puts it in effect, audits
@@ -235,11 +260,28 @@ impl Supervisor {
         &self.log
     }
 
-    /// Starts the current release, if there is one (after a reboot or an agent restart).
+    /// Starts the current release, if there is one (after a reboot or an agent restart), and
+    /// pings systemd's watchdog when systemd watches the agent (`WatchdogSec=`).
     pub fn boot(self: &Arc<Self>) {
+        if let Some(timeout) = sd_notify::watchdog_enabled() {
+            tokio::spawn(self.clone().ping_systemd(timeout));
+        }
         if let Some(current) = self.store.current() {
             self.state().app = AppState::Starting;
             tokio::spawn(self.clone().recover(current));
+        }
+    }
+
+    /// Sends `WATCHDOG=1` to systemd every half `timeout`, from a task on the agent's runtime
+    /// that also takes the state lock: a stuck runtime or a deadlocked agent stops the pings,
+    /// and systemd restarts the agent (the release keeps serving meanwhile only if it
+    /// survives the agent; see spawn's parent-death signal).
+    async fn ping_systemd(self: Arc<Self>, timeout: Duration) {
+        let mut tick = tokio::time::interval(timeout / 2);
+        loop {
+            tick.tick().await;
+            drop(self.state());
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         }
     }
 
@@ -394,6 +436,7 @@ impl Supervisor {
             st.app = AppState::Running;
             st.restarts = 0;
             st.crashes.clear();
+            st.loop_delay = None;
             let old = st.current.replace(proc);
             let previous = old
                 .as_ref()
@@ -490,6 +533,21 @@ impl Supervisor {
         Ok(result)
     }
 
+    /// Refuses `what` (activate, rollback, env set, …) while the deploy lock is held by
+    /// someone other than `claim` (the request's `by`). The holder itself passes, so a
+    /// deploy's own steps go through its lock. The lock coordinates people and deploys; it
+    /// is not access control (anyone who may use the control socket may claim a name).
+    pub fn lock_allows(&self, claim: Option<&str>, what: &str) -> Result<(), ControlError> {
+        let held = self
+            .lock
+            .apply(&LockRequest::Status)
+            .map_err(|e| plain_error(format!("{what} refused: {e}")))?;
+        match crate::lock::refusal(held.as_ref(), claim, crate::lock::unix_now(), what) {
+            Some(why) => Err(plain_error(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Sets (`Some`) or removes (`None`) one variable of the app's env file, then restarts
     /// the app with zero downtime when it runs. Values are never logged.
     pub async fn env_change(
@@ -559,7 +617,7 @@ impl Supervisor {
         let env = self.release_env(&id).map_err(plain_error)?;
         let env: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| !k.starts_with("LISTEN_"))
+            .filter(|(k, _)| !k.starts_with("LISTEN_") && !k.starts_with("WATCHDOG_"))
             .collect();
         // `{bin}` in an argument stands for the release's executable; the first word is
         // the program (`{bin}` itself, or e.g. `sh`).
@@ -629,6 +687,11 @@ impl Supervisor {
                 .as_ref()
                 .map(|p| p.ready_at.elapsed().as_millis() as u64),
             restarts: st.restarts,
+            watchdog_restarts: st.watchdog_restarts,
+            retry_every_ms: st
+                .loop_delay
+                .filter(|_| st.app == AppState::CrashLoop)
+                .map(|d| d.as_millis() as u64),
             rss_bytes: st.current.as_ref().and_then(|p| rss_bytes(p.pid)),
             listeners: self
                 .listeners
@@ -684,6 +747,7 @@ impl Supervisor {
             drain_timeout: self.drain_timeout(),
             app_env: &app_env,
             path: &path,
+            watchdog: self.watchdog_timeout(),
         })
         .into_iter()
         .filter(|(k, _)| k != blargh_proto::env::NOTIFY_SOCKET)
@@ -785,16 +849,37 @@ impl Supervisor {
         };
         let me = self.clone();
         let release = id.clone();
+        let watchdog = self.watchdog_timeout();
         tokio::spawn(async move {
             let mut notify_open = true;
+            // The watchdog is armed by the first `WATCHDOG=1`: an app that never pings
+            // (one without the library, which ignores WATCHDOG_USEC) is not watched.
+            let mut last_ping: Option<Instant> = None;
+            let mut hung = false;
             let status = loop {
+                let expiry = match (watchdog, last_ping) {
+                    (Some(w), Some(t)) if !hung => Some(t + w),
+                    _ => None,
+                };
+                let expired = async move {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     ev = notify.recv(), if notify_open => match ev {
                         Some(NotifyEvent::Stopping) => { stopped_tx.send_replace(true); }
+                        Some(NotifyEvent::Watchdog) => last_ping = Some(Instant::now()),
                         Some(_) => {}
                         None => notify_open = false,
                     },
                     st = &mut exit_rx => break st.ok().and_then(Result::ok),
+                    _ = expired => {
+                        hung = true;
+                        let silent = last_ping.map(|t| t.elapsed()).unwrap_or_default();
+                        me.spawn_replace_hung(generation, release.clone(), pid, silent);
+                    }
                 }
             };
             stopped_tx.send_replace(true);
@@ -855,7 +940,11 @@ impl Supervisor {
         if st.current.as_ref().map(|p| p.generation) != Some(generation) {
             return; // drained, replaced, or shut down: expected
         }
-        st.current = None;
+        let crashed = st.current.take();
+        // A process that served for a whole crash window ended any crash loop before it.
+        if crashed.is_some_and(|p| p.ready_at.elapsed() > self.cfg.crash_window) {
+            st.loop_delay = None;
+        }
         self.audit.record(
             "crash",
             Some(release),
@@ -869,12 +958,78 @@ impl Supervisor {
             self.spawn_auto_rollback(release.clone(), previous);
             return;
         }
-        if self.note_crash(&mut st, release) {
-            return;
-        }
-        st.app = AppState::Starting;
+        self.note_crash(&mut st, release);
         drop(st);
-        tokio::spawn(self.clone().recover(release.clone()));
+        self.spawn_recover(release.clone());
+    }
+
+    /// Replaces process `pid` (generation `generation`) of `release`, which sent no
+    /// `WATCHDOG=1` for `silent`: a fresh process of the same release is started and made
+    /// current once ready (as an activation does, so the listening socket never lacks an
+    /// acceptor), then the hung one is stopped. If no fresh process becomes ready, the hung
+    /// one is stopped all the same and restarts go on as after a crash.
+    async fn replace_hung(
+        self: Arc<Self>,
+        generation: u64,
+        release: ReleaseId,
+        pid: u32,
+        silent: Duration,
+    ) {
+        let why = format!(
+            "pid {pid} sent no WATCHDOG=1 for {:.1} s (hung)",
+            silent.as_secs_f32()
+        );
+        let _guard = self.activation.lock().await;
+        let current = |st: &State| {
+            st.current
+                .as_ref()
+                .filter(|p| p.generation == generation)
+                .cloned()
+        };
+        let Some(hung) = current(&self.state()) else {
+            return; // it exited, or was replaced meanwhile
+        };
+        self.log.write(
+            &release,
+            "agent",
+            &format!("{why}: starting a fresh process of release {release} to replace it"),
+        );
+        let started = self.start(&release).await;
+        let detail = {
+            let mut st = self.state();
+            let still = current(&st).is_some();
+            match started {
+                Ok((proc, ready_ms)) => {
+                    let detail = format!(
+                        "{why}; replaced by pid {}, ready in {ready_ms} ms",
+                        proc.pid
+                    );
+                    // Had it exited while the fresh one started, crash handling's restart
+                    // finds the fresh one current and stands down.
+                    st.current = Some(proc);
+                    st.app = AppState::Running;
+                    st.watchdog_restarts += 1;
+                    detail
+                }
+                Err(f) => {
+                    if still {
+                        st.current = None;
+                        self.note_crash(&mut st, &release);
+                        self.spawn_recover(release.clone());
+                    }
+                    format!("{why}; a fresh process did not start: {}", f.message)
+                }
+            }
+        };
+        self.log.write(&release, "agent", &detail);
+        self.audit.record(
+            "watchdog",
+            Some(&release),
+            None,
+            Some("agent"),
+            Some(&detail),
+        );
+        stop_hung(&hung).await;
     }
 
     /// Counts a crash against the activation's guard; the release to go back to when the
@@ -892,6 +1047,20 @@ impl Supervisor {
         let previous = g.previous.clone();
         st.guard = None;
         Some(previous)
+    }
+
+    fn spawn_recover(self: &Arc<Self>, release: ReleaseId) {
+        tokio::spawn(self.clone().recover(release));
+    }
+
+    fn spawn_replace_hung(
+        self: &Arc<Self>,
+        generation: u64,
+        release: ReleaseId,
+        pid: u32,
+        silent: Duration,
+    ) {
+        tokio::spawn(self.clone().replace_hung(generation, release, pid, silent));
     }
 
     fn spawn_auto_rollback(self: &Arc<Self>, release: ReleaseId, previous: ReleaseId) {
@@ -933,9 +1102,9 @@ impl Supervisor {
                 // Keep trying the release that was current, as for any crash.
                 let restart = {
                     let mut st = self.state();
-                    let restart = st.current.is_none() && !self.note_crash(&mut st, &release);
+                    let restart = st.current.is_none();
                     if restart {
-                        st.app = AppState::Starting;
+                        self.note_crash(&mut st, &release);
                     }
                     restart
                 };
@@ -946,7 +1115,9 @@ impl Supervisor {
         }
     }
 
-    /// Counts a crash; true (and state `CrashLoop`) when there were too many too fast.
+    /// Counts a crash and sets the state: `Starting`, or `CrashLoop` when there were too
+    /// many too fast (then restarts go on every [`LOOP_RETRY_FIRST`], doubling up to
+    /// [`LOOP_RETRY_MAX`]). True in a crash loop.
     fn note_crash(&self, st: &mut State, release: &str) -> bool {
         let now = Instant::now();
         st.crashes.push_back(now);
@@ -957,32 +1128,52 @@ impl Supervisor {
         {
             st.crashes.pop_front();
         }
-        if st.crashes.len() > self.cfg.max_restarts {
-            st.app = AppState::CrashLoop;
+        if st.loop_delay.is_none() && st.crashes.len() <= self.cfg.max_restarts {
+            st.app = AppState::Starting;
+            return false;
+        }
+        st.app = AppState::CrashLoop;
+        let Some(delay) = st.loop_delay.map(next_loop_delay) else {
+            st.loop_delay = Some(LOOP_RETRY_FIRST);
             let detail = format!(
-                "{} crashes within {} s; not restarting it again. Deploy a fix or roll back; \
-                 see its output with `logs`",
+                "{} crashes within {} s: a crash loop; retrying every {} s, then less often \
+                 (up to every {} s) until it starts. Deploy a fix or roll back; see its \
+                 output with `logs`",
                 st.crashes.len(),
-                self.cfg.crash_window.as_secs()
+                self.cfg.crash_window.as_secs(),
+                LOOP_RETRY_FIRST.as_secs(),
+                LOOP_RETRY_MAX.as_secs()
             );
             self.log.write(release, "agent", &detail);
             self.audit
                 .record("crash_loop", Some(release), None, None, Some(&detail));
             return true;
-        }
-        false
+        };
+        st.loop_delay = Some(delay);
+        self.log.write(
+            release,
+            "agent",
+            &format!("still crashing; next attempt in {} s", delay.as_secs()),
+        );
+        true
     }
 
-    /// Restarts `release` until it is ready, backing off between attempts, unless another
-    /// activation takes over or the crash budget runs out.
+    /// Restarts `release` until it is ready, backing off between attempts (in a crash loop,
+    /// every [`LOOP_RETRY_FIRST`] doubling up to [`LOOP_RETRY_MAX`]), unless another
+    /// activation takes over.
     async fn recover(self: Arc<Self>, release: ReleaseId) {
         loop {
-            let delay = backoff(self.state().crashes.len());
+            let delay = {
+                let st = self.state();
+                st.loop_delay.unwrap_or_else(|| backoff(st.crashes.len()))
+            };
             tokio::time::sleep(delay).await;
             let _guard = self.activation.lock().await;
             {
                 let st = self.state();
-                if st.current.is_some() || st.app != AppState::Starting {
+                if st.current.is_some()
+                    || !matches!(st.app, AppState::Starting | AppState::CrashLoop)
+                {
                     return;
                 }
             }
@@ -1016,9 +1207,7 @@ impl Supervisor {
                         self.spawn_auto_rollback(release, previous);
                         return;
                     }
-                    if self.note_crash(&mut st, &release) {
-                        return;
-                    }
+                    self.note_crash(&mut st, &release);
                 }
             }
         }
@@ -1032,6 +1221,27 @@ pub fn backoff(crashes: usize) -> Duration {
         0 | 1 => Duration::ZERO,
         n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(6)))
             .min(Duration::from_secs(10)),
+    }
+}
+
+/// The crash-loop wait after `delay`: doubled, at most [`LOOP_RETRY_MAX`].
+pub fn next_loop_delay(delay: Duration) -> Duration {
+    (delay * 2).min(LOOP_RETRY_MAX)
+}
+
+/// Stops a hung process: SIGTERM, and SIGKILL to its group if it has not exited within
+/// [`HUNG_STOP_WAIT`].
+async fn stop_hung(p: &Proc) {
+    if *p.exited.borrow() {
+        return;
+    }
+    let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+    let mut exited = p.exited.clone();
+    if tokio::time::timeout(HUNG_STOP_WAIT, exited.wait_for(|e| *e))
+        .await
+        .is_err()
+    {
+        let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
     }
 }
 
@@ -1121,6 +1331,7 @@ mod tests {
             ready_timeout_ms: 1_500,
             drain_timeout_ms: 700,
             keep_releases: 3,
+            watchdog_timeout_ms: 0,
         };
         write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
         assert_eq!(load_settings(&path).unwrap(), Some(s));
@@ -1145,6 +1356,17 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(250));
         assert_eq!(backoff(3), Duration::from_millis(500));
         assert_eq!(backoff(40), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn crash_loop_retries_double_up_to_a_minute() {
+        let mut d = LOOP_RETRY_FIRST;
+        let mut seen = vec![d.as_secs()];
+        for _ in 0..7 {
+            d = next_loop_delay(d);
+            seen.push(d.as_secs());
+        }
+        assert_eq!(seen, [2, 4, 8, 16, 32, 60, 60, 60]);
     }
 
     #[test]

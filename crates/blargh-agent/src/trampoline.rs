@@ -44,6 +44,12 @@ pub fn exec(args: &[OsString]) -> ! {
             blargh_proto::env::LISTEN_PID,
             std::process::id().to_string(),
         );
+        if std::env::var_os(blargh_proto::env::WATCHDOG_USEC).is_some() {
+            std::env::set_var(
+                blargh_proto::env::WATCHDOG_PID,
+                std::process::id().to_string(),
+            );
+        }
     }
     // The app gets its own user and no capability at all, whatever the agent holds (the
     // agent user's CAP_SETUID/CAP_SETGID/CAP_KILL are in its ambient set, which an exec

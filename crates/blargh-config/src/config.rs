@@ -17,6 +17,15 @@ pub const DEFAULT_READY_TIMEOUT: Duration =
 /// `drain_timeout` when not set: how long a replaced release may drain before SIGKILL.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration =
     Duration::from_millis(blargh_proto::control::AgentSettings::DEFAULT.drain_timeout_ms);
+/// `watchdog_timeout` when not set: a release that pinged `WATCHDOG=1` once and then goes
+/// this long without a ping is replaced as hung. 30 s: well past any GC pause or busy
+/// spell of a healthy app (it pings every 15 s), short enough that a hung app is back
+/// within a minute. Apps that never ping are not watched, so on by default costs nothing.
+pub const DEFAULT_WATCHDOG_TIMEOUT: Duration =
+    Duration::from_millis(blargh_proto::control::AgentSettings::DEFAULT.watchdog_timeout_ms);
+/// The shortest `watchdog_timeout`.
+pub const MIN_WATCHDOG_TIMEOUT: Duration =
+    Duration::from_millis(blargh_proto::control::AgentSettings::MIN_WATCHDOG_TIMEOUT_MS);
 /// `keep_releases` when not set.
 pub const DEFAULT_KEEP_RELEASES: u32 = blargh_proto::control::AgentSettings::DEFAULT.keep_releases;
 /// The smallest `keep_releases`: the current release and the one to roll back to.
@@ -85,6 +94,9 @@ pub struct DeployConfig {
     pub drain_timeout: Duration,
     /// How many releases each host keeps on disk (≥ 2).
     pub keep_releases: u32,
+    /// How long a release may go without `WATCHDOG=1` (once it sent one) before the agent
+    /// replaces it as hung; `None` when `watchdog_timeout = false`.
+    pub watchdog_timeout: Option<Duration>,
     /// A command (argv) run on the server before the new release takes traffic, with the
     /// app's environment; `{bin}` in any argument stands for the new binary's path (see
     /// [`DeployConfig::before_activate_argv`]), and at least one argument contains it.

@@ -20,7 +20,8 @@ use crate::check::{self, Problem, quote};
 use crate::config::{
     AutoRollback, BIN_PLACEHOLDER, DEFAULT_AUTO_ROLLBACK, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_KEEP_RELEASES, DEFAULT_LISTEN_ADDRESS, DEFAULT_LISTEN_NAME, DEFAULT_LOCK_EXPIRY,
-    DEFAULT_READY_TIMEOUT, DeployConfig, MIN_KEEP_RELEASES,
+    DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG_TIMEOUT, DeployConfig, MIN_KEEP_RELEASES,
+    MIN_WATCHDOG_TIMEOUT,
 };
 use crate::error::{ConfigError, ErrorKind};
 
@@ -38,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "ready_timeout",
     "drain_timeout",
     "keep_releases",
+    "watchdog_timeout",
     "before_activate",
     "auto_rollback",
     "lock_expiry",
@@ -138,6 +140,8 @@ struct Layer {
     ready_timeout: Option<At<Duration>>,
     drain_timeout: Option<At<Duration>>,
     keep_releases: Option<u32>,
+    /// `Some(None)`: `watchdog_timeout = false`.
+    watchdog_timeout: Option<Option<Duration>>,
     before_activate: Option<Vec<String>>,
     auto_rollback: Option<Rollback>,
     lock_expiry: Option<At<Duration>>,
@@ -183,6 +187,7 @@ impl Layer {
             ready_timeout: over.ready_timeout.or(self.ready_timeout),
             drain_timeout: over.drain_timeout.or(self.drain_timeout),
             keep_releases: over.keep_releases.or(self.keep_releases),
+            watchdog_timeout: over.watchdog_timeout.or(self.watchdog_timeout),
             before_activate: over.before_activate.or(self.before_activate),
             auto_rollback: self.auto_rollback,
             lock_expiry: over.lock_expiry.or(self.lock_expiry),
@@ -349,6 +354,35 @@ fn duration(
         path: path.to_string(),
         span: v.span(),
     })
+}
+
+/// `watchdog_timeout`: a duration of at least [`MIN_WATCHDOG_TIMEOUT`], or `false` (off).
+fn watchdog(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Option<Duration>, ConfigError> {
+    if let DeValue::Boolean(b) = v.get_ref() {
+        if *b {
+            let p = check::problem(
+                "true is the default already",
+                format!(
+                    "write a duration like {} = \"30s\", or false to turn it off",
+                    leaf(path)
+                ),
+            );
+            return Err(cx.bad(path, v, p));
+        }
+        return Ok(None);
+    }
+    let d = duration(cx, path, v, MAX_TIMEOUT, "1 hour")?.value;
+    if d < MIN_WATCHDOG_TIMEOUT {
+        let p = check::problem(
+            "shorter than 100ms",
+            format!(
+                "write {} = \"100ms\" or more, or false to turn it off",
+                leaf(path)
+            ),
+        );
+        return Err(cx.bad(path, v, p));
+    }
+    Ok(Some(d))
 }
 
 fn boolean(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<bool, ConfigError> {
@@ -678,6 +712,7 @@ fn layer<'a, 'i>(
             "ready_timeout" => l.ready_timeout = Some(duration(cx, p, v, MAX_TIMEOUT, "1 hour")?),
             "drain_timeout" => l.drain_timeout = Some(duration(cx, p, v, MAX_TIMEOUT, "1 hour")?),
             "lock_expiry" => l.lock_expiry = Some(duration(cx, p, v, MAX_LOCK_EXPIRY, "one week")?),
+            "watchdog_timeout" => l.watchdog_timeout = Some(watchdog(cx, p, v)?),
             "keep_releases" => {
                 let why = "each host keeps the current release and one to roll back to";
                 l.keep_releases = Some(number(cx, p, v, MIN_KEEP_RELEASES, why, "5")?);
@@ -988,6 +1023,7 @@ fn resolve(
         ready_timeout,
         drain_timeout,
         keep_releases: l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES),
+        watchdog_timeout: l.watchdog_timeout.unwrap_or(Some(DEFAULT_WATCHDOG_TIMEOUT)),
         before_activate: l.before_activate.filter(|argv| !argv.is_empty()),
         auto_rollback,
         lock_expiry,

@@ -54,6 +54,9 @@ hosts = []
 # drain_timeout = "30s"
 # How many releases each server keeps for rollback (at least 2).
 # keep_releases = 5
+# Replace a release that stops sending WATCHDOG=1 for this long (the blargh library sends it);
+# false: no watchdog.
+# watchdog_timeout = "30s"
 # Run on the server with the app's env before the new release takes traffic; {{bin}} is its binary.
 # before_activate = []
 # Roll back by itself when the new release crashes this often this soon; false: never.

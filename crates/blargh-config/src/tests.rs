@@ -63,6 +63,7 @@ fn every_key_has_its_default() {
     assert_eq!(c.ready_timeout, Duration::from_secs(60));
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
     assert_eq!(c.keep_releases, 5);
+    assert_eq!(c.watchdog_timeout, Some(Duration::from_secs(30)));
     assert_eq!(c.before_activate, None);
     assert_eq!(c.before_activate_argv("/x"), None);
     assert_eq!(
@@ -92,6 +93,7 @@ env = { RUST_LOG = "info,shop=debug", DATABASE_URL = "postgres:///shop" }
 ready_timeout = "2m"
 drain_timeout = "500ms"
 keep_releases = 10
+watchdog_timeout = "5s"
 before_activate = ["{bin}", "migrate", "--to=latest"]
 auto_rollback = { window = "5m", crashes = 1 }
 lock_expiry = "1h"
@@ -111,6 +113,7 @@ known_hosts = ["a.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"]
     assert_eq!(c.ready_timeout, Duration::from_secs(120));
     assert_eq!(c.drain_timeout, Duration::from_millis(500));
     assert_eq!(c.keep_releases, 10);
+    assert_eq!(c.watchdog_timeout, Some(Duration::from_secs(5)));
     assert_eq!(
         c.before_activate_argv("/var/lib/blargh/shop/releases/1/app")
             .unwrap(),
@@ -951,4 +954,19 @@ fn the_skeleton_follows_one_blank_line() {
         assert!(out.starts_with("[package]\nname = \"a\"\n\n"), "{out:?}");
         assert!(!out.contains("\n\n\n"), "{out:?}");
     }
+}
+
+#[test]
+fn the_watchdog_is_a_duration_or_false() {
+    let c = ok("hosts = [\"h\"]\nwatchdog_timeout = false\n");
+    assert_eq!(c.watchdog_timeout, None);
+    let e = err("hosts = [\"h\"]\nwatchdog_timeout = \"50ms\"\n").to_string();
+    assert!(
+        e.contains("shorter than 100ms") && e.contains("or false"),
+        "{e}"
+    );
+    let e = err("hosts = [\"h\"]\nwatchdog_timeout = true\n").to_string();
+    assert!(e.contains("false to turn it off"), "{e}");
+    let e = err("hosts = [\"h\"]\nwatchdog_timeout = \"0s\"\n").to_string();
+    assert!(e.contains("longer than zero"), "{e}");
 }

@@ -156,6 +156,15 @@ pub struct AgentSettings {
     pub drain_timeout_ms: u64,
     /// Releases kept on disk (at least 2: the current one and the one to roll back to).
     pub keep_releases: u32,
+    /// How long a release that has sent `WATCHDOG=1` once may go without sending it again
+    /// before the agent replaces it as hung, in milliseconds; 0 turns the watchdog off.
+    /// Absent in settings saved by older agents: the default.
+    #[serde(default = "default_watchdog_timeout_ms")]
+    pub watchdog_timeout_ms: u64,
+}
+
+fn default_watchdog_timeout_ms() -> u64 {
+    AgentSettings::DEFAULT.watchdog_timeout_ms
 }
 
 impl AgentSettings {
@@ -166,9 +175,15 @@ impl AgentSettings {
         ready_timeout_ms: 60_000,
         drain_timeout_ms: 30_000,
         keep_releases: 5,
+        watchdog_timeout_ms: 30_000,
     };
 
-    /// Checks the bounds: timeouts between 1 ms and one hour, `keep_releases` from 2 to 1000.
+    /// The smallest watchdog timeout other than 0 (off): the app pings every half of it, and
+    /// a ping more often than every 50 ms is busy work.
+    pub const MIN_WATCHDOG_TIMEOUT_MS: u64 = 100;
+
+    /// Checks the bounds: timeouts between 1 ms and one hour, `keep_releases` from 2 to 1000,
+    /// the watchdog off (0) or from 100 ms to one hour.
     pub fn check(&self) -> Result<(), String> {
         for (name, ms) in [
             ("ready_timeout", self.ready_timeout_ms),
@@ -186,6 +201,14 @@ impl AgentSettings {
                 "keep_releases = {} is out of range: keep {MIN_KEEP_RELEASES} to \
                  {MAX_KEEP_RELEASES} (the current release and the one to roll back to at least)",
                 self.keep_releases
+            ));
+        }
+        let w = self.watchdog_timeout_ms;
+        if w != 0 && !(Self::MIN_WATCHDOG_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&w) {
+            return Err(format!(
+                "watchdog_timeout of {w} ms is out of range: use 0 (off) or from {} ms to 1 hour \
+                 ({MAX_TIMEOUT_MS} ms)",
+                Self::MIN_WATCHDOG_TIMEOUT_MS
             ));
         }
         Ok(())
@@ -246,8 +269,14 @@ impl std::fmt::Display for AgentSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ready_timeout {} ms, drain_timeout {} ms, keep_releases {}",
-            self.ready_timeout_ms, self.drain_timeout_ms, self.keep_releases
+            "ready_timeout {} ms, drain_timeout {} ms, watchdog_timeout {}, keep_releases {}",
+            self.ready_timeout_ms,
+            self.drain_timeout_ms,
+            match self.watchdog_timeout_ms {
+                0 => "off".to_string(),
+                ms => format!("{ms} ms"),
+            },
+            self.keep_releases,
         )
     }
 }
@@ -404,7 +433,8 @@ pub enum AppState {
     Starting,
     /// The current release is ready and serving.
     Running,
-    /// The current release kept crashing; the agent stopped restarting it.
+    /// The current release kept crashing; the agent keeps trying to start it, less and
+    /// less often (see [`AgentStatus::retry_every_ms`]).
     CrashLoop,
 }
 
@@ -429,6 +459,12 @@ pub struct AgentStatus {
     pub uptime_ms: Option<u64>,
     /// Restarts of the current release after crashes.
     pub restarts: u32,
+    /// Replacements of a hung process (no `WATCHDOG=1` within the watchdog timeout).
+    #[serde(default)]
+    pub watchdog_restarts: u32,
+    /// In a crash loop: how long the agent waits between attempts to start the release now.
+    #[serde(default)]
+    pub retry_every_ms: Option<u64>,
     /// Resident memory of the app process in bytes, when known.
     pub rss_bytes: Option<u64>,
     /// The listening sockets the agent owns.
@@ -757,7 +793,30 @@ mod tests {
             ready_timeout_ms: 60_000,
             drain_timeout_ms: 30_000,
             keep_releases: 5,
+            watchdog_timeout_ms: 30_000,
         };
+        for (w, good) in [
+            (0, true),
+            (99, false),
+            (100, true),
+            (MAX_TIMEOUT_MS + 1, false),
+        ] {
+            let r = AgentSettings {
+                watchdog_timeout_ms: w,
+                ..ok
+            }
+            .check();
+            assert_eq!(r.is_ok(), good, "watchdog {w}: {r:?}");
+        }
+        // Settings saved before the watchdog existed read with the default.
+        let old: AgentSettings = serde_json::from_str(
+            r#"{"ready_timeout_ms":1,"drain_timeout_ms":1,"keep_releases":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            old.watchdog_timeout_ms,
+            AgentSettings::DEFAULT.watchdog_timeout_ms
+        );
         assert_eq!(ok.check(), Ok(()));
         let e = AgentSettings {
             keep_releases: 1,

@@ -20,6 +20,11 @@ pub const ROOT: &str = "BLARGH_ROOT";
 pub const DATA_DIR: &str = "BLARGH_DATA_DIR";
 /// Milliseconds the app has to drain after SIGTERM before the agent sends SIGKILL.
 pub const DRAIN_TIMEOUT_MS: &str = "BLARGH_DRAIN_TIMEOUT_MS";
+/// Microseconds within which the app must send `WATCHDOG=1` again (systemd's protocol);
+/// set only when the agent's watchdog is on.
+pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+/// Pid `WATCHDOG_USEC` is meant for (set by the trampoline, like `LISTEN_PID`).
+pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
 /// Name of the app, as the agent knows it.
 pub const APP: &str = "BLARGH_APP";
 

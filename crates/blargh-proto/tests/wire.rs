@@ -28,6 +28,7 @@ fn settings() -> AgentSettings {
         ready_timeout_ms: 60_000,
         drain_timeout_ms: 30_000,
         keep_releases: 5,
+        watchdog_timeout_ms: 30_000,
     }
 }
 
@@ -123,6 +124,8 @@ fn replies() -> Vec<Reply> {
             pid: Some(4242),
             uptime_ms: Some(5000),
             restarts: 0,
+            watchdog_restarts: 0,
+            retry_every_ms: None,
             rss_bytes: Some(8_000_000),
             listeners: vec![ListenerInfo {
                 name: "web".into(),

@@ -29,7 +29,9 @@
 //! ```
 //!
 //! Apps on other stacks use the pieces: [`listen`], [`notify::ready`],
-//! [`shutdown::signal`] (feature `tokio`), and [`notify::stopping`].
+//! [`shutdown::signal`] (feature `tokio`), [`notify::stopping`], and the watchdog ping
+//! ([`notify::watchdog`] every [`notify::watchdog_interval`], or `notify::spawn_watchdog`
+//! with feature `tokio`).
 //!
 //! With feature `dashboard`, `dashboard::router()` is a deployment dashboard (current and
 //! previous releases, uptime, host) an axum app mounts in one line:

@@ -82,6 +82,8 @@ where
     tokio::pin!(stop);
 
     notify::ready()?;
+    // Pings from a task of this runtime: an app whose workers are all stuck stops pinging.
+    let pings = notify::spawn_watchdog();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -123,6 +125,9 @@ where
         }
     }
     conns.abort_all();
+    if let Some(p) = pings {
+        p.abort();
+    }
     Ok(())
 }
 

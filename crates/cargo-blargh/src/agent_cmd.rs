@@ -32,6 +32,9 @@ fn run_agent(a: AgentRunArgs) -> i32 {
     if let Some(k) = a.keep_releases {
         cfg.keep_releases = k;
     }
+    if let Some(w) = a.watchdog_timeout {
+        cfg.watchdog_timeout = Some(w).filter(|w| !w.is_zero());
+    }
     cfg.max_restarts = a.max_restarts;
     cfg.crash_window = a.crash_window;
     match blargh_agent::run(cfg) {
@@ -94,12 +97,17 @@ fn ctl(a: CtlArgs) -> i32 {
             ready_timeout,
             drain_timeout,
             keep_releases,
+            watchdog_timeout,
             by,
         } => Request::Configure {
             settings: blargh_proto::control::AgentSettings {
                 ready_timeout_ms: ready_timeout.as_millis() as u64,
                 drain_timeout_ms: drain_timeout.as_millis() as u64,
                 keep_releases,
+                watchdog_timeout_ms: watchdog_timeout.map_or(
+                    blargh_proto::control::AgentSettings::DEFAULT.watchdog_timeout_ms,
+                    |w| w.as_millis() as u64,
+                ),
             },
             by: by.or_else(whoami),
         },

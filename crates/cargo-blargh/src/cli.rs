@@ -355,12 +355,17 @@ pub struct AgentRunArgs {
     /// Releases kept on disk (the current and previous ones are always kept; default 5).
     #[arg(long)]
     pub keep_releases: Option<usize>,
-    /// Crashes within --crash-window after which restarts stop.
+    /// Crashes within --crash-window after which it is a crash loop: restarts go on every
+    /// 2 s, doubling up to every 60 s, until one starts.
     #[arg(long, default_value_t = 5)]
     pub max_restarts: usize,
     /// Window in which crashes are counted.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub crash_window: Duration,
+    /// Replace a release that sent WATCHDOG=1 once and then none for this long (default
+    /// 30s; 0s: no watchdog). The release gets WATCHDOG_USEC; the blargh library pings.
+    #[arg(long, value_parser = parse_duration)]
+    pub watchdog_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -435,6 +440,9 @@ pub enum CtlCommand {
         /// Releases kept on disk (at least 2).
         #[arg(long)]
         keep_releases: u32,
+        /// Replace a release silent for this long after a WATCHDOG=1 (0s: off; default 30s).
+        #[arg(long, value_parser = parse_duration)]
+        watchdog_timeout: Option<Duration>,
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,

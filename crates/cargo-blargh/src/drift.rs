@@ -72,6 +72,13 @@ pub enum Difference {
         /// The configuration's.
         to: Duration,
     },
+    /// `watchdog_timeout` differs (`None`: off).
+    WatchdogTimeout {
+        /// The host's.
+        from: Option<Duration>,
+        /// The configuration's.
+        to: Option<Duration>,
+    },
     /// `keep_releases` differs.
     KeepReleases {
         /// The host's.
@@ -90,7 +97,8 @@ impl Difference {
             | Difference::ListenerMoved { .. } => true,
             Difference::ReadyTimeout { .. }
             | Difference::DrainTimeout { .. }
-            | Difference::KeepReleases { .. } => false,
+            | Difference::KeepReleases { .. }
+            | Difference::WatchdogTimeout { .. } => false,
         }
     }
 }
@@ -121,6 +129,10 @@ impl fmt::Display for Difference {
                 write!(f, "drain_timeout {} → {}", human(from), human(to))
             }
             Difference::KeepReleases { from, to } => write!(f, "keep_releases {from} → {to}"),
+            Difference::WatchdogTimeout { from, to } => {
+                let show = |d: &Option<Duration>| d.as_ref().map_or("off".to_string(), human);
+                write!(f, "watchdog_timeout {} → {}", show(from), show(to))
+            }
         }
     }
 }
@@ -145,6 +157,10 @@ impl From<AgentSettings> for AgentTuning {
             ready_timeout: Duration::from_millis(s.ready_timeout_ms),
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
             keep_releases: s.keep_releases,
+            watchdog_timeout: match s.watchdog_timeout_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         }
     }
 }
@@ -155,6 +171,7 @@ impl From<AgentTuning> for AgentSettings {
             ready_timeout_ms: t.ready_timeout.as_millis() as u64,
             drain_timeout_ms: t.drain_timeout.as_millis() as u64,
             keep_releases: t.keep_releases,
+            watchdog_timeout_ms: t.watchdog_timeout.map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
@@ -213,6 +230,12 @@ fn compare_parts(
             to: tuning.keep_releases,
         });
     }
+    if have.watchdog_timeout != tuning.watchdog_timeout {
+        out.push(Difference::WatchdogTimeout {
+            from: have.watchdog_timeout,
+            to: tuning.watchdog_timeout,
+        });
+    }
     out
 }
 
@@ -251,6 +274,7 @@ mod tests {
             ready_timeout: Duration::from_secs(ready),
             drain_timeout: Duration::from_secs(drain),
             keep_releases: keep,
+            watchdog_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -358,6 +382,29 @@ mod tests {
         assert!(!diffs.iter().any(Difference::needs_root));
         assert_eq!(diffs[0].to_string(), "ready_timeout 1m → 2s");
         assert_eq!(diffs[2].to_string(), "keep_releases 5 → 3");
+    }
+
+    #[test]
+    fn a_watchdog_turned_off_or_changed_is_a_difference() {
+        let host = facts(&[], tuning(60, 30, 5));
+        let off = AgentTuning {
+            watchdog_timeout: None,
+            ..tuning(60, 30, 5)
+        };
+        let diffs = compare_parts(&listen(&[]), &off, &host);
+        assert_eq!(
+            diffs,
+            [Difference::WatchdogTimeout {
+                from: Some(Duration::from_secs(30)),
+                to: None
+            }]
+        );
+        assert_eq!(diffs[0].to_string(), "watchdog_timeout 30s → off");
+        assert!(!diffs[0].needs_root());
+        // The contract's 0 ms is off, both ways.
+        let wire = AgentSettings::from(off);
+        assert_eq!(wire.watchdog_timeout_ms, 0);
+        assert_eq!(AgentTuning::from(wire), off);
     }
 
     #[test]

@@ -53,7 +53,15 @@ pub fn render(reply: &Reply) -> Result<String, String> {
                 AppState::Empty => "no release activated yet",
                 AppState::Starting => "starting",
                 AppState::Running => "running",
-                AppState::CrashLoop => "CRASH LOOP (not restarting; deploy a fix or roll back)",
+                AppState::CrashLoop => "CRASH LOOP",
+            };
+            let state = match (st.state, st.retry_every_ms) {
+                (AppState::CrashLoop, Some(ms)) => format!(
+                    "{state} (retrying every {} s; deploy a fix or roll back)",
+                    ms.div_ceil(1000)
+                ),
+                (AppState::CrashLoop, None) => format!("{state} (deploy a fix or roll back)"),
+                _ => state.to_string(),
             };
             let _ = writeln!(s, "app {}: {state}", st.app);
             if let Some(m) = &st.current {
@@ -85,8 +93,8 @@ pub fn render(reply: &Reply) -> Result<String, String> {
                     .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "  pid       {pid}, up {up}{rss}, {} restarts",
-                    st.restarts
+                    "  pid       {pid}, up {up}{rss}, {} restarts, {} hung and replaced",
+                    st.restarts, st.watchdog_restarts
                 );
             }
             if let Some(p) = &st.previous {

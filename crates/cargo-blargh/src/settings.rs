@@ -27,6 +27,9 @@ pub struct AgentTuning {
     pub drain_timeout: Duration,
     /// Releases kept on disk per host (≥ 2).
     pub keep_releases: u32,
+    /// How long a release may go without `WATCHDOG=1` before it is replaced as hung;
+    /// `None`: no watchdog.
+    pub watchdog_timeout: Option<Duration>,
 }
 
 impl Default for AgentTuning {
@@ -35,6 +38,7 @@ impl Default for AgentTuning {
             ready_timeout: blargh_config::DEFAULT_READY_TIMEOUT,
             drain_timeout: blargh_config::DEFAULT_DRAIN_TIMEOUT,
             keep_releases: blargh_config::DEFAULT_KEEP_RELEASES,
+            watchdog_timeout: Some(blargh_config::DEFAULT_WATCHDOG_TIMEOUT),
         }
     }
 }
@@ -164,6 +168,7 @@ impl FromFile {
             ready_timeout: cfg.ready_timeout,
             drain_timeout: cfg.drain_timeout,
             keep_releases: cfg.keep_releases,
+            watchdog_timeout: cfg.watchdog_timeout,
         });
         f.build = Some(Build {
             dir,
@@ -437,6 +442,7 @@ listen = { web = "0.0.0.0:8080", admin = "127.0.0.1:9000" }
 ready_timeout = "5s"
 drain_timeout = "7s"
 keep_releases = 3
+watchdog_timeout = "4s"
 env = { RUST_LOG = "info" }
 [package.metadata.blargh.destinations.staging]
 hosts = ["deploy@s"]
@@ -462,7 +468,8 @@ listen = { web = "0.0.0.0:8081" }
             AgentTuning {
                 ready_timeout: Duration::from_secs(5),
                 drain_timeout: Duration::from_secs(7),
-                keep_releases: 3
+                keep_releases: 3,
+                watchdog_timeout: Some(Duration::from_secs(4)),
             }
         );
         assert_eq!(s.deploy.env.len(), 1);

@@ -41,6 +41,7 @@ fn configure_applies_persists_and_prunes_over_one_connection() {
             ready_timeout_ms: 5_000,
             drain_timeout_ms: 2_000,
             keep_releases: 2,
+            watchdog_timeout_ms: 5_000,
         };
         let effective = c.configure(wanted, Some("test".into())).await.unwrap();
         assert_eq!(effective, wanted);

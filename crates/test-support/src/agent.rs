@@ -17,6 +17,8 @@ pub struct AgentOptions {
     pub drain_timeout: Option<String>,
     /// `--max-restarts`.
     pub max_restarts: Option<u32>,
+    /// `--watchdog-timeout` (default: the agent's).
+    pub watchdog_timeout: Option<String>,
     /// Lines of the app's env file.
     pub env: Vec<(String, String)>,
 }
@@ -81,6 +83,9 @@ impl TestAgent {
         }
         if let Some(n) = opts.max_restarts {
             cmd.args(["--max-restarts", &n.to_string()]);
+        }
+        if let Some(t) = &opts.watchdog_timeout {
+            cmd.args(["--watchdog-timeout", t]);
         }
         if running_as_root() {
             cmd.args(["--user", "nobody"]);

@@ -11,7 +11,10 @@
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
 //! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set;
-//! `HELLO_HANG_IN_VERSION=v2` makes that build never become ready.
+//! `HELLO_HANG_IN_VERSION=v2` makes that build never become ready;
+//! `HELLO_BLOCKABLE=1` adds `GET /block`, which blocks every worker thread of the runtime
+//! for good (a hung app, for watchdog tests); `HELLO_EXIT_IF_FILE=PATH` makes it exit with
+//! status 3 at start while PATH exists (a dependency that is down, for crash-loop tests).
 
 use std::time::Duration;
 
@@ -33,7 +36,12 @@ struct StreamParams {
 fn app() -> Router {
     let release = blargh::release::current_id().unwrap_or_else(|| "dev".to_string());
     let greeting = format!("hello from {VERSION} (release {release})\n");
-    Router::new()
+    let router = if std::env::var_os("HELLO_BLOCKABLE").is_some_and(|v| v == "1") {
+        Router::new().route("/block", get(block_every_worker))
+    } else {
+        Router::new()
+    };
+    router
         .route("/", get(move || async move { greeting }))
         .route("/health", get(|| async { "ok\n" }))
         .route("/stream", get(stream_ticks))
@@ -55,6 +63,26 @@ async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {
         Some((Ok::<_, std::convert::Infallible>(line), i + 1))
     });
     axum::body::Body::from_stream(s)
+}
+
+/// `GET /block`: blocks every worker thread of the runtime for good, as a deadlock or a
+/// blocking call in async code would. Nothing answers after this, not even the watchdog
+/// ping; the agent's watchdog replaces the process.
+async fn block_every_worker() -> &'static str {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    eprintln!("hello {VERSION}: blocking all {workers} worker threads (GET /block)");
+    // One task per worker and as many spare: a blocked worker's queued tasks are stolen
+    // by the others, which then block too.
+    for _ in 0..workers * 2 {
+        tokio::spawn(async { block_forever() });
+    }
+    block_forever()
+}
+
+fn block_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// `GET /greeting`: the `HELLO_GREETING` setting (for `cargo blargh env set` tests).
@@ -86,6 +114,15 @@ async fn main() -> std::io::Result<()> {
     if std::env::var("HELLO_HANG_IN_VERSION").is_ok_and(|v| v == VERSION) {
         println!("hello {VERSION}: waiting for a database that never answers");
         std::future::pending::<()>().await;
+    }
+    if let Some(path) = std::env::var_os("HELLO_EXIT_IF_FILE")
+        && std::path::Path::new(&path).exists()
+    {
+        eprintln!(
+            "hello {VERSION}: the database is down ({} exists); exiting",
+            std::path::Path::new(&path).display()
+        );
+        std::process::exit(3);
     }
     let warmup = env_ms("HELLO_WARMUP_MS").unwrap_or(0);
     println!("hello {VERSION} starting (warm-up {warmup} ms)");

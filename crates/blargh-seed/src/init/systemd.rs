@@ -69,6 +69,7 @@ impl Systemd {
              CapabilityBoundingSet={caps}\n\
              Restart=always\n\
              RestartSec=1\n\
+             WatchdogSec=30\n\
              TimeoutStopSec={stop}\n\
              UMask=0077\n\
              NoNewPrivileges=yes\n\
@@ -290,6 +291,14 @@ mod tests {
             )
             .output()
             .unwrap()
+    }
+
+    #[test]
+    fn systemd_watches_the_agent() {
+        // The agent pings WATCHDOG=1 every half of it from its runtime; a stuck agent is
+        // restarted.
+        let unit = Systemd::service_unit(&svc(&[("web", "0.0.0.0:80")]));
+        assert!(unit.contains("\nWatchdogSec=30\n"), "{unit}");
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
     if !failed {
         let mut switched: Vec<usize> = Vec::new();
         if s.parallel {
-            let results = join_all(hosts.iter_mut().map(|h| activate(s, h, &by))).await;
+            let results = join_all(hosts.iter_mut().map(|h| activate(s, h, &holder))).await;
             for (i, r) in results.into_iter().enumerate() {
                 match r {
                     Ok(()) => switched.push(i),
@@ -176,7 +176,7 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
             }
         } else {
             for (i, h) in hosts.iter_mut().enumerate() {
-                match activate(s, h, &by).await {
+                match activate(s, h, &holder).await {
                     Ok(()) => switched.push(i),
                     Err(()) => {
                         failed = true;
@@ -190,7 +190,8 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
                 let h = &mut hosts[i];
                 let back = match h.report.previous.clone() {
                     Some(prev) => {
-                        h.ra.rollback(Some(prev), Some(format!("{by} (undoing a failed deploy)")))
+                        // As the lock's holder: the agent refuses changes by anyone else.
+                        h.ra.rollback(Some(prev), Some(holder.clone()))
                             .await
                             .map_err(|e| e.to_string())
                     }
@@ -374,7 +375,23 @@ async fn prepare(
     Ok(host)
 }
 
-async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> {
+/// Takes the deploy lock again as `holder`, for another `lock_expiry` from now, so that a
+/// long deploy does not lose it midway.
+async fn refresh_lock(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), String> {
+    let message = s
+        .message
+        .clone()
+        .unwrap_or_else(|| "cargo blargh deploy".into());
+    h.ra.lock_acquire(holder, &message, s.lock_expiry.as_secs().max(1), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("refreshing the deploy lock: {e}; nothing was activated here"))
+}
+
+/// Activates the shipped release on one host, acting as `holder` (the lock's holder: the
+/// agent refuses activations, env changes and execs by anyone else while the lock holds).
+async fn activate(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), ()> {
+    let by = holder;
     let t = Instant::now();
     h.bar
         .set_message("activating: starting the new release beside the old one");
@@ -384,6 +401,12 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
         report.error = Some(e);
         report.release_log = log;
     };
+    // Refresh the lock: shipping, and the hosts activated before this one, took time that
+    // counts against its expiry.
+    if let Err(e) = refresh_lock(s, h, holder).await {
+        fail(&mut h.report, e, vec![]);
+        return Err(());
+    }
     for (k, v) in &s.env {
         if let Err(e) = h.ra.env_set(k, v, Some(by.to_string()), false).await {
             fail(&mut h.report, format!("setting {k}: {e}"), vec![]);
@@ -422,6 +445,13 @@ async fn activate(s: &DeploySettings, h: &mut Host, by: &str) -> Result<(), ()> 
                 return Err(());
             }
         }
+    }
+    // And again after before_activate, which may have run for long.
+    if s.before_activate.is_some()
+        && let Err(e) = refresh_lock(s, h, holder).await
+    {
+        fail(&mut h.report, e, vec![]);
+        return Err(());
     }
     let result =
         h.ra.activate(
