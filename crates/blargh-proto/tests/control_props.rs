@@ -48,13 +48,18 @@ fn meta() -> impl Strategy<Value = ReleaseMeta> {
 }
 
 fn settings() -> impl Strategy<Value = AgentSettings> {
-    (number(MAX_TIMEOUT_MS), number(MAX_TIMEOUT_MS), any::<u32>()).prop_map(|(r, d, k)| {
-        AgentSettings {
+    (
+        number(MAX_TIMEOUT_MS),
+        number(MAX_TIMEOUT_MS),
+        any::<u32>(),
+        number(MAX_TIMEOUT_MS),
+    )
+        .prop_map(|(r, d, k, w)| AgentSettings {
             ready_timeout_ms: r,
             drain_timeout_ms: d,
             keep_releases: k,
-        }
-    })
+            watchdog_timeout_ms: w,
+        })
 }
 
 fn request() -> impl Strategy<Value = Request> {
