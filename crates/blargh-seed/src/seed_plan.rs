@@ -205,11 +205,14 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
     ));
     // Everything else belongs to the agent user. An older seed gave the whole root to the
     // app's user: those entries move over, with `chown -h` from a `find` that follows no
-    // symlink, so a link the app planted is changed itself and never its target.
+    // symlink, so a link the app planted is changed itself and never its target. The
+    // notify sockets of running releases (`run/*`, group `<app>` so the app can write
+    // them) are the agent's own doing and stay as they are.
     let others = format!(
-        "find {r} -mindepth 1 \\( -path {a} -o -path {dd} \\) -prune -o \\( ! -user {agent} -o ! -group {agent} \\)",
+        "find {r} -mindepth 1 \\( -path {a} -o -path {dd} -o -path {ns} \\) -prune -o \\( ! -user {agent} -o ! -group {agent} \\)",
         a = quote(&agent_dir),
         dd = quote(&data),
+        ns = quote(&format!("{}/*", layout.run().display())),
     );
     plan.push(Step::ensure(
         "state-owner",
@@ -562,9 +565,14 @@ mod tests {
                 .apply
                 .contains("-exec chown -h _blargh-shop:_blargh-shop {} +")
         );
-        assert!(owner.apply.contains(
-            "-path /var/lib/blargh/shop/agent -o -path /var/lib/blargh/shop/data \\) -prune"
-        ));
+        assert!(
+            owner.apply.contains(
+                "-path /var/lib/blargh/shop/agent -o -path /var/lib/blargh/shop/data \
+             -o -path '/var/lib/blargh/shop/run/*' \\) -prune"
+            ),
+            "agent/, data/ and the live notify sockets (group shop) are left alone: {}",
+            owner.apply
+        );
         let deployer = step("deployer-group");
         assert!(
             deployer.apply.contains("usermod -aG _blargh-shop admin"),
