@@ -128,8 +128,34 @@ fn with_the_watchdog_off_a_blocked_release_is_left_alone() {
 /// after 10 s idle, and a worker that ran `block_in_place` becomes one) must live on.
 #[test]
 fn a_release_outlives_the_thread_that_asked_for_it() {
-    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let built = hello::build("v1", Profile::Debug).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // A release as the store leaves it: the executable and its manifest side by side
+    // (every start checks the one against the other).
+    let rel = dir.path().join("r1");
+    std::fs::create_dir(&rel).unwrap();
+    let v1 = rel.join("app");
+    std::fs::copy(&built, &v1).unwrap();
+    let bytes = std::fs::read(&v1).unwrap();
+    let manifest = blargh_proto::manifest::ReleaseManifest {
+        id: "r1".parse().unwrap(),
+        version: None,
+        git_sha: None,
+        sha256: {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        },
+        size: bytes.len() as u64,
+        built_at: None,
+        deployed_at: "2026-12-01T00:00:00Z".into(),
+        deployed_by: None,
+        message: None,
+    };
+    std::fs::write(
+        rel.join(blargh_proto::manifest::MANIFEST_FILE),
+        manifest.to_json(),
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
