@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 const SECRET: &str = "s3cret-canary-7f1d";
 
 /// Runs `cargo-blargh blargh ARGS…` on a new pseudo-terminal, types `typed` once the
-/// prompt shows (or at once), and returns everything the terminal displayed.
+/// prompt shows (a line typed before it would be flushed when echo goes off), and returns everything the terminal displayed.
 fn on_a_terminal(args: &[&str], typed: &str) -> String {
     let script = r#"
 import os, pty, sys, time, select
@@ -22,7 +22,7 @@ sent = False
 deadline = time.time() + 30
 while time.time() < deadline:
     r, _, _ = select.select([fd], [], [], 0.2)
-    if not sent and (b"value for" in out or not r and len(out) == 0 and time.time() > deadline - 28):
+    if not sent and b"value for" in out:
         os.write(fd, typed + b"\n")
         sent = True
     if r:
@@ -33,7 +33,10 @@ while time.time() < deadline:
         if not chunk:
             break
         out += chunk
-os.waitpid(pid, 0)
+if os.waitpid(pid, os.WNOHANG) == (0, 0):
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    out += b"\n[killed after 30 s]"
 sys.stdout.write(out.decode(errors="replace"))
 "#;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
