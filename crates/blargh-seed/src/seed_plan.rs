@@ -206,14 +206,16 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
     // Everything else belongs to the agent user. An older seed gave the whole root to the
     // app's user: those entries move over, with `chown -h` from a `find` that follows no
     // symlink, so a link the app planted is changed itself and never its target. The
-    // notify sockets of running releases (`run/*`, group `<app>` so the app can write
-    // them) are the agent's own doing and stay as they are.
-    let others = format!(
-        "find {r} -mindepth 1 \\( -path {a} -o -path {dd} -o -path {ns} \\) -prune -o \\( ! -user {agent} -o ! -group {agent} \\)",
+    // notify sockets in `run/` keep their group (`<app>`, so the running release can write
+    // READY/WATCHDOG/STOPPING to them): only their owner moves.
+    let prune = format!(
+        "find {r} -mindepth 1 \\( -path {a} -o -path {dd} \\) -prune -o",
         a = quote(&agent_dir),
         dd = quote(&data),
-        ns = quote(&format!("{}/*", layout.run().display())),
     );
+    let ns = quote(&format!("{}/*", layout.run().display()));
+    let sockets = format!("-path {ns} ! -user {agent}");
+    let rest = format!("! -path {ns} \\( ! -user {agent} -o ! -group {agent} \\)");
     plan.push(Step::ensure(
         "state-owner",
         format!(
@@ -221,9 +223,11 @@ pub fn seed_plan(spec: &SeedSpec, init: &dyn InitAdapter) -> Plan {
              (an older seed's entries owned by {} are moved over; no symlink is followed)",
             spec.app
         ),
-        format!("[ -z \"$({others} -print -quit)\" ]"),
+        format!("[ -z \"$({prune} \\( \\( {sockets} \\) -o \\( {rest} \\) \\) -print -quit)\" ]"),
         format!(
-            "n=$({others} -print | wc -l); {others} -exec chown -h {agent}:{agent} {{}} +; \
+            "n=$({prune} \\( \\( {sockets} \\) -o \\( {rest} \\) \\) -print | wc -l); \
+             {prune} \\( {rest} \\) -exec chown -h {agent}:{agent} {{}} +; \
+             {prune} \\( {sockets} \\) -exec chown -h {agent} {{}} +; \
              echo \"gave $n entries under {root} to {agent_user} (chown -h, no symlink followed)\""
         ),
     ));
@@ -567,10 +571,16 @@ mod tests {
         );
         assert!(
             owner.apply.contains(
-                "-path /var/lib/blargh/shop/agent -o -path /var/lib/blargh/shop/data \
-             -o -path '/var/lib/blargh/shop/run/*' \\) -prune"
+                "-path /var/lib/blargh/shop/agent -o -path /var/lib/blargh/shop/data \\) -prune"
             ),
-            "agent/, data/ and the live notify sockets (group shop) are left alone: {}",
+            "agent/ and data/ are left alone: {}",
+            owner.apply
+        );
+        assert!(
+            owner.apply.contains(
+                "\\( -path '/var/lib/blargh/shop/run/*' ! -user _blargh-shop \\) -exec chown -h _blargh-shop {} +"
+            ),
+            "the notify sockets change owner but keep their group (shop, so the app can write them): {}",
             owner.apply
         );
         let deployer = step("deployer-group");
