@@ -109,13 +109,15 @@ fn a_deploy_acts_through_its_own_lock_and_refreshes_it_as_it_goes() {
     let server = LocalServer::start(Path::new(BIN), "lockrefresh");
     let app = AppDir::new(Path::new(BIN));
     // Env and before_activate are steps the agent guards with the lock: the deploy's
-    // own must pass. before_activate takes 3 s, longer than half the lock's expiry.
+    // own must pass. before_activate takes 3 s. The release then warms up for 2 s, so the
+    // refresh after before_activate stays in view for the watcher below (without the
+    // warm-up the lock could be released before the watcher looks again).
     app.configure(
         "hello",
         &format!(
             "hosts = [\"{}\"]\napp = \"lockrefresh\"\n{}\n\
-             ready_timeout = \"1s\"\ndrain_timeout = \"1s\"\nlock_expiry = \"5s\"\n\
-             env = {{ HELLO_GREETING = \"hi\" }}\nwatchdog_timeout = \"7s\"\n\
+             ready_timeout = \"5s\"\ndrain_timeout = \"1s\"\nlock_expiry = \"8s\"\n\
+             env = {{ HELLO_GREETING = \"hi\", HELLO_WARMUP_MS = \"2000\" }}\nwatchdog_timeout = \"7s\"\n\
              before_activate = [\"sh\", \"-c\", \"sleep 3\", \"{{bin}}\"]",
             server.destination(),
             server.listen_line(),
