@@ -4,8 +4,10 @@
 //! - `bench`: measure the agent against the promises and print figures and ratios;
 //! - `demo`: show a zero-downtime switch on this machine;
 //! - `mutants`: mutation testing of the VM-free crates, score per crate (docs/testing.md);
+//! - `audit`: Cargo.lock against a snapshot of the RustSec advisory database;
 //! - `prereqs`: install the Debian packages the tests drive.
 
+mod audit;
 mod bench;
 mod bench_deploy;
 mod bench_roundtrips;
@@ -26,8 +28,9 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("prereqs") => prereqs::ensure(),
         Some("mutants") => mutants::run(&args[1..]),
+        Some("audit") => audit::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|mutants|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  mutants  cargo-mutants on the VM-free crates, score per crate (--in-diff: only what changed)\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|mutants|audit|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  mutants  cargo-mutants on the VM-free crates, score per crate (--in-diff: only what changed)\n  audit    Cargo.lock against the RustSec advisories in audit/ (offline; audit/accepted.toml)\n  prereqs  install the Debian packages tests need"
                 .to_string(),
         ),
     };
