@@ -8,8 +8,8 @@ use blargh_proto::control::{LockRequest, Reply};
 use blargh_proto::{AppName, EnvKey, ReleaseId};
 use futures_util::future::join_all;
 
-use crate::cli::{AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
-use crate::deploy::{DeployReport, deploy, whoami};
+use crate::cli::{ActivateArgs, AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
+use crate::deploy::{DeployReport, Switch, activate_staged, deploy, whoami};
 use crate::remote::connect;
 use crate::remote_agent::{self, ClientError, RemoteAgent};
 use crate::settings::{Overrides, Settings};
@@ -102,6 +102,7 @@ pub fn run(cmd: Command) -> i32 {
     rt.block_on(async move {
         let (app, op) = match cmd {
             Command::Deploy(a) => return deploy_cmd(a).await,
+            Command::Activate(a) => return activate_cmd(a).await,
             Command::Init { manifest_path } => return init(&manifest_path),
             Command::Logs {
                 lines,
@@ -428,6 +429,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         }
     };
     t.deploy.progress = !a.app.json && std::io::stderr().is_terminal();
+    t.deploy.switch = if a.stage { Switch::Staged } else { Switch::Now };
     let app_dir = match &t.build {
         Some(b) => b.dir.clone(),
         None => std::path::PathBuf::from("."),
@@ -517,7 +519,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         return 1;
     }
     let report = deploy(&t.deploy, &binary, &t.connect).await;
-    print_report(&report, build_ms, a.app.json);
+    print_report(&report, Some(build_ms), a.app.json);
     hook_env.push((
         "BLARGH_RESULT".into(),
         if report.ok { "ok" } else { "failed" }.into(),
@@ -538,7 +540,28 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
     if report.ok { 0 } else { 1 }
 }
 
-fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
+/// `cargo blargh activate RELEASE`: the switch half of a deploy, for a release the hosts
+/// already have.
+async fn activate_cmd(a: ActivateArgs) -> i32 {
+    let overrides = Overrides {
+        parallel: a.parallel,
+        message: a.message.clone(),
+        ..a.app.overrides()
+    };
+    let mut t = match resolve_overrides(&overrides) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    t.deploy.progress = !a.app.json && std::io::stderr().is_terminal();
+    let report = activate_staged(&t.deploy, &a.release, &t.connect).await;
+    print_report(&report, None, a.app.json);
+    if report.ok { 0 } else { 1 }
+}
+
+fn print_report(r: &DeployReport, build_ms: Option<u128>, json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(r).expect("json"));
         return;
@@ -570,11 +593,34 @@ fn print_report(r: &DeployReport, build_ms: u128, json: bool) {
         }
     }
     let sent: u64 = r.hosts.iter().map(|h| h.bytes_sent).sum();
+    let staged = r.ok && r.hosts.iter().all(|h| h.outcome == "staged");
+    let Some(build_ms) = build_ms else {
+        println!(
+            "{}: release {} on {} host(s) in {} ms",
+            if r.ok { "activated" } else { "FAILED" },
+            r.sha256.get(..12).unwrap_or("-"),
+            r.hosts.len(),
+            r.total_ms
+        );
+        return;
+    };
     println!(
         "{}: binary {} bytes, sent {sent} bytes in all ({:.2} % of one copy); build {build_ms} ms, deploy {} ms",
-        if r.ok { "deployed" } else { "FAILED" },
+        if !r.ok {
+            "FAILED"
+        } else if staged {
+            "staged"
+        } else {
+            "deployed"
+        },
         r.size,
         sent as f64 * 100.0 / r.size.max(1) as f64,
         r.total_ms
     );
+    if staged {
+        println!(
+            "nothing was started; switch with: cargo blargh activate {}",
+            &r.sha256[..12.min(r.sha256.len())]
+        );
+    }
 }

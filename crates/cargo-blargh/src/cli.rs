@@ -31,6 +31,10 @@ pub enum Command {
     },
     /// Build, ship and switch to a new release on every host, with zero downtime.
     Deploy(DeployArgs),
+    /// Switch every host (or those given with --host) to a release already on them, such as
+    /// one shipped by `deploy --stage`: lock, env, before_activate, zero-downtime switch,
+    /// undo on failure, as a deploy does.
+    Activate(ActivateArgs),
     /// Go back to the previous release (or the one named) on every host.
     Rollback {
         /// Release id; the previous release when absent.
@@ -208,6 +212,26 @@ pub struct DeployArgs {
     /// Show what would happen; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Activate all hosts at once instead of one at a time.
+    #[arg(long)]
+    pub parallel: bool,
+    /// Ship and verify the release on every host but start nothing; switch later with
+    /// `cargo blargh activate`.
+    #[arg(long, conflicts_with = "parallel")]
+    pub stage: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The release: its id on the host, or 8 or more hex digits of its sha256 (the same
+    /// on every host; `deploy --stage` prints it).
+    #[arg(value_name = "RELEASE")]
+    pub release: String,
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Why: recorded in the audit log.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
     /// Activate all hosts at once instead of one at a time.
     #[arg(long)]
     pub parallel: bool,

@@ -254,6 +254,7 @@ impl Settings {
             cache_dir: default_cache(&app),
             progress: false,
             wanted: Default::default(),
+            switch: Default::default(),
         };
         let mut settings = Settings {
             app,

@@ -48,6 +48,18 @@ pub struct DeploySettings {
     /// What the configuration wants of each host besides the release: sockets and the
     /// agent's tuning. Checked (and tuning applied) before anything is sent.
     pub wanted: crate::drift::Wanted,
+    /// Switch to the shipped release now, or only stage it (`deploy --stage`).
+    pub switch: Switch,
+}
+
+/// When a deploy moves traffic to what it shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    /// Activate host by host (all at once with `parallel`) right after shipping.
+    #[default]
+    Now,
+    /// Ship and verify on every host, start nothing; `cargo blargh activate` switches later.
+    Staged,
 }
 
 /// One host's deploy, as reported.
@@ -97,6 +109,9 @@ struct Host {
     report: HostReport,
     t: Instant,
     bar: ProgressBar,
+    /// sha256 and size of the release to activate, when it was found rather than shipped.
+    sha256: Option<String>,
+    size: u64,
 }
 
 /// One spinner line per host, updated as the deploy goes through its phases.
@@ -150,6 +165,159 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
         tasks.push(prepare(s, dest, binary, who, connect_args, bar));
     }
     let prepared: Vec<Result<Host, HostReport>> = join_all(tasks).await;
+    let switch = s.switch;
+    finish(
+        s,
+        prepared,
+        switch,
+        &holder,
+        mp,
+        (sha256, binary.len() as u64),
+        t0,
+    )
+    .await
+}
+
+/// Activates a release already on every host (staged by `deploy --stage`, or any kept
+/// one), named by its id or by a prefix of its sha256 (at least 8 hex digits, the same on
+/// every host), with everything a deploy does around the switch: lock, settings, env,
+/// `before_activate`, one host at a time (or `parallel`), and undo on a failure.
+pub async fn activate_staged(
+    s: &DeploySettings,
+    release: &str,
+    connect_args: &ConnectArgs,
+) -> DeployReport {
+    let t0 = Instant::now();
+    let by = whoami();
+    let holder = format!("{by} (activate, pid {})", std::process::id());
+    let mp = MultiProgress::with_draw_target(if s.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let mut tasks = Vec::new();
+    for dest in &s.hosts {
+        let bar = host_bar(&mp, dest);
+        let who = Who {
+            sha256: "",
+            by: &by,
+            holder: &holder,
+        };
+        tasks.push(async move {
+            let mut host = open_host(s, dest, None, who, connect_args, bar).await?;
+            match find_staged(&mut host, release).await {
+                Ok(()) => Ok(host),
+                Err(e) => Err(give_up(host, who.holder, e).await),
+            }
+        });
+    }
+    let prepared: Vec<Result<Host, HostReport>> = join_all(tasks).await;
+    // Every host must hold the same bytes under that name.
+    let shas: std::collections::BTreeSet<String> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .filter_map(|h| h.sha256.clone())
+        .collect();
+    let (sha256, size) = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .find_map(|h| h.sha256.clone().map(|sha| (sha, h.size)))
+        .unwrap_or_default();
+    let mut prepared = prepared;
+    if shas.len() > 1 {
+        for h in prepared.iter_mut().flatten() {
+            h.report.outcome = "failed".into();
+            h.report.error = Some(format!(
+                "{release:?} names different binaries on different hosts ({}); name one \
+                 sha256 prefix, or activate host by host with --host",
+                shas.iter().map(|s| &s[..12]).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        return finish(s, prepared, Switch::Staged, &holder, mp, (sha256, size), t0).await;
+    }
+    finish(s, prepared, Switch::Now, &holder, mp, (sha256, size), t0).await
+}
+
+/// Finds `wanted` among the host's releases and records it (and the current one) in the
+/// host's report.
+async fn find_staged(host: &mut Host, wanted: &str) -> Result<(), String> {
+    host.bar.set_message("looking for the release");
+    let releases = host.ra.releases().await.map_err(|e| e.to_string())?;
+    let manifests: Vec<&blargh_proto::manifest::ReleaseManifest> =
+        releases.iter().map(|r| &r.manifest).collect();
+    let m = pick_release(&manifests, wanted)
+        .map_err(|e| format!("{}: {e}; nothing was activated", host.report.host))?;
+    let status = host.ra.status().await.map_err(|e| e.to_string())?;
+    host.report.release = Some(m.id.clone());
+    host.report.previous = status.current.as_ref().map(|c| c.id.clone());
+    host.sha256 = Some(m.sha256.clone());
+    host.size = m.size;
+    Ok(())
+}
+
+/// The release `wanted` names: the one whose id it is, else the one whose sha256 starts
+/// with it (8 hex digits or more).
+pub fn pick_release<'a>(
+    releases: &[&'a blargh_proto::manifest::ReleaseManifest],
+    wanted: &str,
+) -> Result<&'a blargh_proto::manifest::ReleaseManifest, String> {
+    if let Some(m) = releases.iter().find(|m| m.id.as_str() == wanted) {
+        return Ok(m);
+    }
+    let is_prefix =
+        wanted.len() >= 8 && wanted.len() <= 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_prefix {
+        return Err(format!(
+            "there is no release {wanted:?} (give a release id from `cargo blargh releases`, \
+             or 8 or more hex digits of its sha256)"
+        ));
+    }
+    let wanted = wanted.to_ascii_lowercase();
+    let found: Vec<_> = releases
+        .iter()
+        .filter(|m| m.sha256.starts_with(&wanted))
+        .collect();
+    match found.as_slice() {
+        [m] => Ok(m),
+        [] => Err(format!(
+            "no release has a sha256 starting with {wanted} (see `cargo blargh releases`)"
+        )),
+        many => Err(format!(
+            "{wanted} starts the sha256 of {} releases ({}); give more digits or a release id",
+            many.len(),
+            many.iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Unlocks and closes a host that will take no part, and reports why.
+async fn give_up(host: Host, holder: &str, error: String) -> HostReport {
+    let mut host = host;
+    let _ = host.ra.lock_release(holder, false).await;
+    remote_agent::close(host.ra).await;
+    let _ = host.session.close().await;
+    host.bar.finish_and_clear();
+    host.report.outcome = "failed".into();
+    host.report.error = Some(error);
+    host.report
+}
+
+/// Phase 2 and the end of a deploy or an activation: switch (unless `switch` is
+/// `Staged`, or a host failed to prepare), undo the hosts that switched when a later one
+/// fails, unlock, close, report.
+async fn finish(
+    s: &DeploySettings,
+    prepared: Vec<Result<Host, HostReport>>,
+    switch: Switch,
+    holder: &str,
+    mp: MultiProgress,
+    (sha256, size): (String, u64),
+    t0: Instant,
+) -> DeployReport {
+    let holder = holder.to_string();
     let mut hosts = Vec::new();
     let mut reports = Vec::new();
     let mut failed = false;
@@ -163,8 +331,18 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
         }
     }
 
+    // Staged: every host has the release; nothing is switched.
+    if !failed && switch == Switch::Staged {
+        for h in &mut hosts {
+            if h.report.error.is_none() {
+                h.report.outcome = "staged".into();
+            } else {
+                failed = true;
+            }
+        }
+    }
     // Phase 2: activate, one host at a time unless parallel.
-    if !failed {
+    if !failed && switch == Switch::Now {
         let mut switched: Vec<usize> = Vec::new();
         if s.parallel {
             let results = join_all(hosts.iter_mut().map(|h| activate(s, h, &holder))).await;
@@ -225,7 +403,7 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
     DeployReport {
         ok: !failed,
         sha256,
-        size: binary.len() as u64,
+        size,
         hosts: reports,
         total_ms: t0.elapsed().as_millis() as u64,
     }
@@ -262,7 +440,50 @@ async fn prepare(
     connect_args: &ConnectArgs,
     bar: ProgressBar,
 ) -> Result<Host, HostReport> {
+    let mut host = open_host(s, dest, Some(binary), who, connect_args, bar.clone()).await?;
+    let name = host.report.host.clone();
+    let fail = |e: String| {
+        bar.finish_and_clear();
+        failed_report(&name, e)
+    };
     let Who { sha256, by, holder } = who;
+    let t1 = Instant::now();
+    bar.set_message("shipping the release (nothing, a delta, or the whole file)");
+    let shipped = ship::ship(&mut host.ra, s, binary, sha256, by).await;
+    match shipped {
+        Ok(sh) => {
+            host.report.release = Some(sh.release);
+            host.report.sent = sh.method.into();
+            host.report.bytes_sent = sh.bytes;
+            host.report.previous = sh.current;
+        }
+        Err(e) => {
+            let _ = host.ra.lock_release(holder, false).await;
+            remote_agent::close(host.ra).await;
+            let _ = host.session.close().await;
+            return Err(fail(e));
+        }
+    }
+    host.report.ms[1] = t1.elapsed().as_millis() as u64;
+    bar.set_message(format!(
+        "shipped {} ({} bytes); waiting to activate",
+        host.report.sent, host.report.bytes_sent
+    ));
+    Ok(host)
+}
+
+/// Connects to one host, checks that `binary` (when given) can run there and that the host
+/// matches the configuration, takes the deploy lock and applies the configuration's agent
+/// settings. Nothing is shipped.
+async fn open_host(
+    s: &DeploySettings,
+    dest: &str,
+    binary: Option<&[u8]>,
+    who: Who<'_>,
+    connect_args: &ConnectArgs,
+    bar: ProgressBar,
+) -> Result<Host, HostReport> {
+    let Who { by, holder, .. } = who;
     let t = Instant::now();
     bar.set_message("connecting");
     let session = connect(dest, connect_args).await.map_err(|e| {
@@ -274,15 +495,17 @@ async fn prepare(
         bar.finish_and_clear();
         failed_report(&name, e)
     };
-    bar.set_message("checking the host");
-    let platform = probe(&session).await.map_err(fail)?;
-    let reqs = blargh_platform::binary_requirements(binary)
-        .map_err(|e| fail(format!("the release binary: {e}")))?;
-    blargh_platform::check_fit(&reqs, &platform).map_err(|e| {
-        fail(format!(
-            "the release binary cannot run on {name} ({platform}): {e}; nothing was sent"
-        ))
-    })?;
+    if let Some(binary) = binary {
+        bar.set_message("checking the host");
+        let platform = probe(&session).await.map_err(fail)?;
+        let reqs = blargh_platform::binary_requirements(binary)
+            .map_err(|e| fail(format!("the release binary: {e}")))?;
+        blargh_platform::check_fit(&reqs, &platform).map_err(|e| {
+            fail(format!(
+                "the release binary cannot run on {name} ({platform}): {e}; nothing was sent"
+            ))
+        })?;
+    }
     let app: blargh_proto::AppName = s.app.parse().map_err(|e| fail(format!("{e}")))?;
     let ra = remote_agent::open(&session, &app).await.map_err(fail)?;
     let mut host = Host {
@@ -302,6 +525,8 @@ async fn prepare(
         },
         t,
         bar: bar.clone(),
+        sha256: None,
+        size: 0,
     };
     bar.set_message("comparing the host with the configuration");
     let diffs = match host.ra.status().await {
@@ -350,28 +575,6 @@ async fn prepare(
         host.report.applied = diffs.iter().map(ToString::to_string).collect();
     }
     host.report.ms[0] = host.t.elapsed().as_millis() as u64;
-    let t1 = Instant::now();
-    bar.set_message("shipping the release (nothing, a delta, or the whole file)");
-    let shipped = ship::ship(&mut host.ra, s, binary, sha256, by).await;
-    match shipped {
-        Ok(sh) => {
-            host.report.release = Some(sh.release);
-            host.report.sent = sh.method.into();
-            host.report.bytes_sent = sh.bytes;
-            host.report.previous = sh.current;
-        }
-        Err(e) => {
-            let _ = host.ra.lock_release(holder, false).await;
-            remote_agent::close(host.ra).await;
-            let _ = host.session.close().await;
-            return Err(fail(e));
-        }
-    }
-    host.report.ms[1] = t1.elapsed().as_millis() as u64;
-    bar.set_message(format!(
-        "shipped {} ({} bytes); waiting to activate",
-        host.report.sent, host.report.bytes_sent
-    ));
     Ok(host)
 }
 
@@ -475,5 +678,60 @@ async fn activate(s: &DeploySettings, h: &mut Host, holder: &str) -> Result<(), 
             fail(&mut h.report, e.to_string(), log);
             Err(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_release;
+    use blargh_proto::manifest::ReleaseManifest;
+
+    fn manifest(id: &str, sha256: &str) -> ReleaseManifest {
+        ReleaseManifest::from_json(&format!(
+            r#"{{"id":"{id}","sha256":"{sha256}","size":1,"deployed_at":"t"}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_release_is_named_by_its_id_or_a_long_enough_sha256_prefix() {
+        let a = manifest(
+            "20261205T090000Z-aaaa1111",
+            &format!("aaaa1111{}", "0".repeat(56)),
+        );
+        let b = manifest(
+            "20261205T091000Z-aaaa2222",
+            &format!("aaaa2222{}", "1".repeat(56)),
+        );
+        let all = [&a, &b];
+        assert_eq!(
+            pick_release(&all, "20261205T091000Z-aaaa2222").unwrap().id,
+            b.id
+        );
+        assert_eq!(pick_release(&all, "aaaa1111").unwrap().id, a.id);
+        assert_eq!(pick_release(&all, "AAAA2222").unwrap().id, b.id, "any case");
+        assert_eq!(
+            pick_release(&all, &a.sha256).unwrap().id,
+            a.id,
+            "all 64 digits"
+        );
+        let e = pick_release(&all, "aaaa").unwrap_err();
+        assert!(e.contains("8 or more hex digits"), "{e}");
+        let e = pick_release(&all, "aaaa33333").unwrap_err();
+        assert!(
+            e.contains("no release has a sha256 starting with aaaa33333"),
+            "{e}"
+        );
+        let twins = manifest(
+            "20261205T092000Z-aaaa1111",
+            &format!("aaaa1111{}", "2".repeat(56)),
+        );
+        let e = pick_release(&[&a, &twins], "aaaa1111").unwrap_err();
+        assert!(
+            e.contains("2 releases") && e.contains(twins.id.as_str()),
+            "{e}"
+        );
+        let e = pick_release(&all, "../../etc").unwrap_err();
+        assert!(e.contains("there is no release"), "{e}");
     }
 }
