@@ -414,6 +414,17 @@ async fn one_host(
     result
 }
 
+/// The settings of a deploy or an activation, with progress lines on a terminal (not with
+/// `--json`); on bad input, the error is printed and exit code 2 returned.
+fn resolve_switch(app: &AppArgs, overrides: Overrides) -> Result<Settings, i32> {
+    let mut t = resolve_overrides(&overrides).map_err(|e| {
+        eprintln!("error: {e}");
+        2
+    })?;
+    t.deploy.progress = !app.json && std::io::stderr().is_terminal();
+    Ok(t)
+}
+
 async fn deploy_cmd(a: DeployArgs) -> i32 {
     let overrides = Overrides {
         target: a.target.clone(),
@@ -421,14 +432,10 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         message: a.message.clone(),
         ..a.app.overrides()
     };
-    let mut t = match resolve_overrides(&overrides) {
+    let mut t = match resolve_switch(&a.app, overrides) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    t.deploy.progress = !a.app.json && std::io::stderr().is_terminal();
     t.deploy.switch = if a.stage { Switch::Staged } else { Switch::Now };
     let app_dir = match &t.build {
         Some(b) => b.dir.clone(),
@@ -548,14 +555,10 @@ async fn activate_cmd(a: ActivateArgs) -> i32 {
         message: a.message.clone(),
         ..a.app.overrides()
     };
-    let mut t = match resolve_overrides(&overrides) {
+    let t = match resolve_switch(&a.app, overrides) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    t.deploy.progress = !a.app.json && std::io::stderr().is_terminal();
     let report = activate_staged(&t.deploy, &a.release, &t.connect).await;
     print_report(&report, None, a.app.json);
     if report.ok { 0 } else { 1 }

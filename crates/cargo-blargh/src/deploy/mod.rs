@@ -114,6 +114,15 @@ struct Host {
     size: u64,
 }
 
+/// Where the host lines go: stderr, or nowhere (not a terminal, `--json`).
+fn progress(s: &DeploySettings) -> MultiProgress {
+    MultiProgress::with_draw_target(if s.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    })
+}
+
 /// One spinner line per host, updated as the deploy goes through its phases.
 fn host_bar(mp: &MultiProgress, dest: &str) -> ProgressBar {
     let bar = mp.add(ProgressBar::new_spinner());
@@ -148,11 +157,7 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
     let holder = format!("{by} (deploy, pid {})", std::process::id());
     let _ = ship::cache_put(&s.cache_dir, &sha256, binary);
 
-    let mp = MultiProgress::with_draw_target(if s.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
+    let mp = progress(s);
     // Phase 1, all hosts at once: connect, check, lock, ship.
     let mut tasks = Vec::new();
     for dest in &s.hosts {
@@ -190,11 +195,7 @@ pub async fn activate_staged(
     let t0 = Instant::now();
     let by = whoami();
     let holder = format!("{by} (activate, pid {})", std::process::id());
-    let mp = MultiProgress::with_draw_target(if s.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
+    let mp = progress(s);
     let mut tasks = Vec::new();
     for dest in &s.hosts {
         let bar = host_bar(&mp, dest);
