@@ -93,6 +93,7 @@ impl AgentConfig {
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
             keep_releases: self.keep_releases as u32,
             watchdog_timeout_ms: self.watchdog_timeout.map_or(0, |w| w.as_millis() as u64),
+            ready: Default::default(),
         }
     }
 }

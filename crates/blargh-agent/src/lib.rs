@@ -17,6 +17,7 @@ pub mod lock;
 pub mod logs;
 pub mod notify;
 pub mod privilege;
+pub mod readiness;
 pub mod run;
 pub mod sockets;
 pub mod spawn;

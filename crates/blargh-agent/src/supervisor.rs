@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use blargh_proto::control::{
     Activation, AgentSettings, AgentStatus, AppState, AutoRollback, ControlError, Encoding,
-    ListenerInfo, LockInfo, LockRequest, Reply,
+    ListenerInfo, LockInfo, LockRequest, Readiness, Reply,
 };
 use blargh_proto::manifest::ReleaseMeta;
 use blargh_proto::{ReleaseId, ReleaseManifest};
@@ -170,7 +170,10 @@ impl Supervisor {
 
     /// The settings in effect.
     pub fn settings(&self) -> AgentSettings {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn ready_timeout(&self) -> Duration {
@@ -206,7 +209,7 @@ impl Supervisor {
             .map_err(|e| plain_error(format!("cannot write {}: {e}", path.display())))?;
         let old = std::mem::replace(
             &mut *self.settings.lock().unwrap_or_else(|e| e.into_inner()),
-            new,
+            new.clone(),
         );
         if old != new {
             self.audit.record(
@@ -614,7 +617,7 @@ impl Supervisor {
         self.store
             .get(&id)
             .map_err(|e| plain_error(e.to_string()))?;
-        let env = self.release_env(&id).map_err(plain_error)?;
+        let env = self.release_env(&id, None).map_err(plain_error)?;
         let env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| !k.starts_with("LISTEN_") && !k.starts_with("WATCHDOG_"))
@@ -721,8 +724,9 @@ impl Supervisor {
     }
 
     /// The environment of a process of release `id` (without `NOTIFY_SOCKET`, which
-    /// belongs to the spawn).
-    fn release_env(&self, id: &str) -> Result<Vec<(String, String)>, String> {
+    /// belongs to the spawn). `extra` names a socket passed after the shared ones (the
+    /// private readiness listener).
+    fn release_env(&self, id: &str, extra: Option<&str>) -> Result<Vec<(String, String)>, String> {
         let app_env = match std::fs::read_to_string(self.layout.env_file()) {
             Ok(text) => parse_env_file(&text).map_err(|e| {
                 format!(
@@ -734,7 +738,12 @@ impl Supervisor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(format!("cannot read the app's env file: {e}")),
         };
-        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|l| l.name.clone())
+            .chain(extra.map(str::to_string))
+            .collect();
         let path =
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string());
         Ok(release_env(&HandoverInputs {
@@ -761,16 +770,52 @@ impl Supervisor {
             message,
             log: Vec::new(),
         };
-        let env = self.release_env(id).map_err(fail)?;
+        let ready = self.settings().ready;
+        // Checked over HTTP: the process gets a listener of its own, after the shared
+        // ones, and only it can answer there. The agent's copy closes once it is passed.
+        let (private, check_at) = match &ready {
+            Readiness::Notify => (None, None),
+            Readiness::Http(_) => {
+                let (l, addr) = crate::readiness::private_listener().map_err(|e| {
+                    fail(format!(
+                        "release {id} was not started: no private listener for its readiness check: {e}"
+                    ))
+                })?;
+                (Some(l), Some(addr))
+            }
+        };
+        let env = self
+            .release_env(id, private.as_ref().map(|l| l.name.as_str()))
+            .map_err(fail)?;
         let data_dir = self.layout.data();
         let run_dir = self.layout.run();
+        let with_private: Vec<Listener>;
+        let listeners: &[Listener] = match private {
+            None => &self.listeners,
+            Some(p) => {
+                let mut all = Vec::with_capacity(self.listeners.len() + 1);
+                for l in &self.listeners {
+                    let socket = l
+                        .socket
+                        .try_clone()
+                        .map_err(|e| fail(format!("release {id} could not be started: {e}")))?;
+                    all.push(Listener {
+                        name: l.name.clone(),
+                        socket,
+                    });
+                }
+                all.push(p);
+                with_private = all;
+                &with_private
+            }
+        };
         let spawned = spawn(
             SpawnSpec {
                 release: id,
                 app: &self.cfg.app,
                 binary: self.layout.binary(id),
                 workdir: data_dir.clone(),
-                listeners: &self.listeners,
+                listeners,
                 env,
                 run_dir,
                 run_as: self.run_as,
@@ -788,11 +833,39 @@ impl Supervisor {
         tokio::spawn(async move {
             let _ = exit_tx.send(child.wait().await);
         });
+        let waiting_for = match (&ready, check_at) {
+            (Readiness::Http(path), Some(addr)) => {
+                format!("GET {path} to answer 2xx on its private listener {addr}")
+            }
+            _ => "READY=1".to_string(),
+        };
         self.log.write(
             id,
             "agent",
-            &format!("started pid {pid}, waiting for READY=1"),
+            &format!("started pid {pid}, waiting for {waiting_for}"),
         );
+        // The HTTP check runs beside the wait below and ends with it.
+        let checker = match (&ready, check_at) {
+            (Readiness::Http(path), Some(addr)) => {
+                let path = path.clone();
+                Some(tokio::spawn(async move {
+                    crate::readiness::wait_until_ready(addr, &path).await
+                }))
+            }
+            _ => None,
+        };
+        let by_notify = checker.is_none();
+        let stop_checking = checker.as_ref().map(|h| h.abort_handle());
+        let by_http = async move {
+            let finished = match checker {
+                Some(h) => h.await.is_ok(),
+                None => false,
+            };
+            if !finished {
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::pin!(by_http);
 
         enum Outcome {
             Ready,
@@ -803,11 +876,15 @@ impl Supervisor {
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
-                ev = notify.recv() => if ev == Some(NotifyEvent::Ready) { break Outcome::Ready },
+                ev = notify.recv() => if by_notify && ev == Some(NotifyEvent::Ready) { break Outcome::Ready },
+                _ = &mut by_http => break Outcome::Ready,
                 st = &mut exit_rx => break Outcome::Exited(describe_exit(st.ok().and_then(Result::ok))),
                 _ = &mut deadline => break Outcome::Timeout,
             }
         };
+        if let Some(h) = stop_checking {
+            h.abort();
+        }
         let ready_ms = t0.elapsed().as_millis() as u64;
         let failure = match outcome {
             Outcome::Ready => None,
@@ -816,8 +893,15 @@ impl Supervisor {
                 let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 let _ = tokio::time::timeout(Duration::from_secs(5), &mut exit_rx).await;
                 Some(format!(
-                    "release {id} did not signal readiness (READY=1 on NOTIFY_SOCKET) within {} s and was stopped; \
+                    "release {id} did not signal readiness ({}) within {} s and was stopped; \
                      if it needs longer, raise the ready timeout",
+                    match &ready {
+                        Readiness::Notify => "READY=1 on NOTIFY_SOCKET".to_string(),
+                        Readiness::Http(path) => format!(
+                            "a 2xx answer to GET {path} on the listener named {}",
+                            blargh_proto::env::READY_LISTENER
+                        ),
+                    },
                     self.ready_timeout().as_secs_f32()
                 ))
             }
@@ -1332,13 +1416,14 @@ mod tests {
             drain_timeout_ms: 700,
             keep_releases: 3,
             watchdog_timeout_ms: 0,
+            ready: blargh_proto::control::Readiness::Http("/up".into()),
         };
         write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
-        assert_eq!(load_settings(&path).unwrap(), Some(s));
+        assert_eq!(load_settings(&path).unwrap(), Some(s.clone()));
         assert!(!dir.path().join("settings.json.new").exists());
         let bad = AgentSettings {
             keep_releases: 1,
-            ..s
+            ..s.clone()
         };
         write_atomic(&path, serde_json::to_string(&bad).unwrap().as_bytes()).unwrap();
         let e = load_settings(&path).unwrap_err().to_string();

@@ -97,6 +97,9 @@ pub struct DeployConfig {
     /// How long a release may go without `WATCHDOG=1` (once it sent one) before the agent
     /// replaces it as hung; `None` when `watchdog_timeout = false`.
     pub watchdog_timeout: Option<Duration>,
+    /// How a new release shows it is ready: `READY=1` (the default), or an HTTP `GET` the
+    /// agent sends to a listener of the new process's own (`ready = { http = "/up" }`).
+    pub ready: blargh_proto::control::Readiness,
     /// A command (argv) run on the server before the new release takes traffic, with the
     /// app's environment; `{bin}` in any argument stands for the new binary's path (see
     /// [`DeployConfig::before_activate_argv`]), and at least one argument contains it.

@@ -24,6 +24,7 @@ use crate::config::{
     MIN_WATCHDOG_TIMEOUT,
 };
 use crate::error::{ConfigError, ErrorKind};
+use blargh_proto::control::Readiness;
 
 /// The section's dotted path.
 pub(crate) const SECTION: &str = "package.metadata.blargh";
@@ -40,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "drain_timeout",
     "keep_releases",
     "watchdog_timeout",
+    "ready",
     "before_activate",
     "auto_rollback",
     "lock_expiry",
@@ -47,6 +49,9 @@ pub const KEYS: &[&str] = &[
     "known_hosts",
     "destinations",
 ];
+
+/// The keys of a `ready` table.
+const READY_KEYS: &[&str] = &["http"];
 
 /// The keys of an `auto_rollback` table.
 const ROLLBACK_KEYS: &[&str] = &["window", "crashes"];
@@ -142,6 +147,7 @@ struct Layer {
     keep_releases: Option<u32>,
     /// `Some(None)`: `watchdog_timeout = false`.
     watchdog_timeout: Option<Option<Duration>>,
+    ready: Option<Readiness>,
     before_activate: Option<Vec<String>>,
     auto_rollback: Option<Rollback>,
     lock_expiry: Option<At<Duration>>,
@@ -188,6 +194,7 @@ impl Layer {
             drain_timeout: over.drain_timeout.or(self.drain_timeout),
             keep_releases: over.keep_releases.or(self.keep_releases),
             watchdog_timeout: over.watchdog_timeout.or(self.watchdog_timeout),
+            ready: over.ready.or(self.ready),
             before_activate: over.before_activate.or(self.before_activate),
             auto_rollback: self.auto_rollback,
             lock_expiry: over.lock_expiry.or(self.lock_expiry),
@@ -354,6 +361,48 @@ fn duration(
         path: path.to_string(),
         span: v.span(),
     })
+}
+
+/// `ready`: `"notify"` (the default: `READY=1`), or `{ http = "/up" }` (a path the agent
+/// asks on a listener of the new process's own).
+fn ready(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Readiness, ConfigError> {
+    let fix = || {
+        format!(
+            "write {} = \"notify\" or {} = {{ http = \"/up\" }}",
+            leaf(path),
+            leaf(path)
+        )
+    };
+    match v.get_ref() {
+        DeValue::String(s) if s.as_ref() == "notify" => Ok(Readiness::Notify),
+        DeValue::Table(t) => {
+            let mut http = None;
+            for (k, v) in entries(t) {
+                let name = k.get_ref().as_ref();
+                let p = join(path, name);
+                match name {
+                    "http" => {
+                        let s = string(cx, &p, v, "\"/up\"")?;
+                        let r = Readiness::Http(s.to_string());
+                        r.check().map_err(|e| {
+                            cx.bad(&p, v, check::problem(e, "write a path like \"/up\""))
+                        })?;
+                        http = Some(r);
+                    }
+                    _ => return Err(unknown_key(cx, &p, k, READY_KEYS)),
+                }
+            }
+            http.ok_or_else(|| cx.bad(path, v, check::problem("the table says nothing", fix())))
+        }
+        other => Err(cx.bad(
+            path,
+            v,
+            check::problem(
+                format!("expected \"notify\" or a table, found {}", kind_of(other)),
+                fix(),
+            ),
+        )),
+    }
 }
 
 /// `watchdog_timeout`: a duration of at least [`MIN_WATCHDOG_TIMEOUT`], or `false` (off).
@@ -713,6 +762,7 @@ fn layer<'a, 'i>(
             "drain_timeout" => l.drain_timeout = Some(duration(cx, p, v, MAX_TIMEOUT, "1 hour")?),
             "lock_expiry" => l.lock_expiry = Some(duration(cx, p, v, MAX_LOCK_EXPIRY, "one week")?),
             "watchdog_timeout" => l.watchdog_timeout = Some(watchdog(cx, p, v)?),
+            "ready" => l.ready = Some(ready(cx, p, v)?),
             "keep_releases" => {
                 let why = "each host keeps the current release and one to roll back to";
                 l.keep_releases = Some(number(cx, p, v, MIN_KEEP_RELEASES, why, "5")?);
@@ -1024,6 +1074,7 @@ fn resolve(
         drain_timeout,
         keep_releases: l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES),
         watchdog_timeout: l.watchdog_timeout.unwrap_or(Some(DEFAULT_WATCHDOG_TIMEOUT)),
+        ready: l.ready.unwrap_or_default(),
         before_activate: l.before_activate.filter(|argv| !argv.is_empty()),
         auto_rollback,
         lock_expiry,

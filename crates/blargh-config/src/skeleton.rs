@@ -57,6 +57,9 @@ hosts = []
 # Replace a release that stops sending WATCHDOG=1 for this long (the blargh library sends it);
 # false: no watchdog.
 # watchdog_timeout = "30s"
+# How a new release shows it is ready: "notify" (READY=1, which the blargh library sends), or,
+# for apps that cannot notify, {{ http = "/up" }}: a 2xx answer on a listener of its own.
+# ready = "notify"
 # Run on the server with the app's env before the new release takes traffic; {{bin}} is its binary.
 # before_activate = []
 # Roll back by itself when the new release crashes this often this soon; false: never.

@@ -970,3 +970,35 @@ fn the_watchdog_is_a_duration_or_false() {
     let e = err("hosts = [\"h\"]\nwatchdog_timeout = \"0s\"\n").to_string();
     assert!(e.contains("longer than zero"), "{e}");
 }
+
+#[test]
+fn readiness_is_notify_or_an_http_path() {
+    use blargh_proto::control::Readiness;
+    assert_eq!(ok("hosts = [\"h\"]\n").ready, Readiness::Notify);
+    assert_eq!(
+        ok("hosts = [\"h\"]\nready = \"notify\"\n").ready,
+        Readiness::Notify
+    );
+    assert_eq!(
+        ok("hosts = [\"h\"]\nready = { http = \"/up\" }\n").ready,
+        Readiness::Http("/up".into())
+    );
+    let e = err("hosts = [\"h\"]\nready = { http = \"up\" }\n").to_string();
+    assert!(
+        e.contains("ready.http") && e.contains("must start with '/'"),
+        "{e}"
+    );
+    let e = err("hosts = [\"h\"]\nready = { http = \"/a b\" }\n").to_string();
+    assert!(e.contains("visible ASCII"), "{e}");
+    let e = err("hosts = [\"h\"]\nready = { exec = [\"check\"] }\n").to_string();
+    assert!(e.contains("ready.exec") && e.contains("http"), "{e}");
+    let e = err("hosts = [\"h\"]\nready = {}\n").to_string();
+    assert!(
+        e.contains("says nothing") && e.contains("{ http = \"/up\" }"),
+        "{e}"
+    );
+    let e = err("hosts = [\"h\"]\nready = \"http\"\n").to_string();
+    assert!(e.contains("ready = \"notify\""), "{e}");
+    let e = err("hosts = [\"h\"]\nready = true\n").to_string();
+    assert!(e.contains("found true/false"), "{e}");
+}

@@ -147,8 +147,59 @@ pub const MIN_KEEP_RELEASES: u32 = 2;
 /// The largest `keep_releases`.
 pub const MAX_KEEP_RELEASES: u32 = 1000;
 
+/// How the agent learns that a new process of the app is ready for traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// `READY=1` on `NOTIFY_SOCKET` (the blargh library sends it).
+    #[default]
+    Notify,
+    /// An HTTP `GET` of this path, answered 2xx on a listener only that process gets
+    /// (named [`crate::env::READY_LISTENER`]), for apps that cannot notify.
+    Http(String),
+}
+
+impl Readiness {
+    /// The longest HTTP readiness path.
+    pub const MAX_PATH_LEN: usize = 1024;
+
+    /// Checks an HTTP path: it starts with `/`, holds only visible ASCII (no spaces or
+    /// control characters, which would change the request) and is at most
+    /// [`Self::MAX_PATH_LEN`] bytes.
+    pub fn check(&self) -> Result<(), String> {
+        let Readiness::Http(path) = self else {
+            return Ok(());
+        };
+        if !path.starts_with('/') {
+            return Err(format!("the readiness path {path:?} must start with '/'"));
+        }
+        if path.len() > Self::MAX_PATH_LEN {
+            return Err(format!(
+                "the readiness path is {} bytes; at most {} are allowed",
+                path.len(),
+                Self::MAX_PATH_LEN
+            ));
+        }
+        if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(format!(
+                "the readiness path {path:?} holds {c:?}; use visible ASCII only (percent-encode the rest)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::Notify => f.write_str("READY=1"),
+            Readiness::Http(path) => write!(f, "http {path}"),
+        }
+    }
+}
+
 /// The settings an agent can change while it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSettings {
     /// How long a starting release may take to say `READY=1`, in milliseconds.
     pub ready_timeout_ms: u64,
@@ -161,6 +212,14 @@ pub struct AgentSettings {
     /// Absent in settings saved by older agents: the default.
     #[serde(default = "default_watchdog_timeout_ms")]
     pub watchdog_timeout_ms: u64,
+    /// How a new process shows it is ready. Absent in settings saved by older agents:
+    /// `READY=1`.
+    #[serde(default, skip_serializing_if = "is_notify")]
+    pub ready: Readiness,
+}
+
+fn is_notify(r: &Readiness) -> bool {
+    *r == Readiness::Notify
 }
 
 fn default_watchdog_timeout_ms() -> u64 {
@@ -176,6 +235,7 @@ impl AgentSettings {
         drain_timeout_ms: 30_000,
         keep_releases: 5,
         watchdog_timeout_ms: 30_000,
+        ready: Readiness::Notify,
     };
 
     /// The smallest watchdog timeout other than 0 (off): the app pings every half of it, and
@@ -211,7 +271,7 @@ impl AgentSettings {
                 Self::MIN_WATCHDOG_TIMEOUT_MS
             ));
         }
-        Ok(())
+        self.ready.check()
     }
 }
 
@@ -277,7 +337,11 @@ impl std::fmt::Display for AgentSettings {
                 ms => format!("{ms} ms"),
             },
             self.keep_releases,
-        )
+        )?;
+        match &self.ready {
+            Readiness::Notify => Ok(()),
+            other => write!(f, ", ready {other}"),
+        }
     }
 }
 
@@ -349,6 +413,8 @@ pub struct LockInfo {
 /// The agent's single reply to a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
+// One reply per request, moved once: boxing the status would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// Answer to [`Request::Status`].
     Status(AgentStatus),
@@ -794,7 +860,25 @@ mod tests {
             drain_timeout_ms: 30_000,
             keep_releases: 5,
             watchdog_timeout_ms: 30_000,
+            ready: Readiness::Notify,
         };
+        for (path, good) in [
+            ("/up", true),
+            ("/health?full=1", true),
+            ("up", false),
+            ("/up now", false),
+            ("/up\r\nX-Evil: 1", false),
+            ("/é", false),
+        ] {
+            let r = AgentSettings {
+                ready: Readiness::Http(path.into()),
+                ..ok.clone()
+            }
+            .check();
+            assert_eq!(r.is_ok(), good, "ready http {path:?}: {r:?}");
+        }
+        let long = format!("/{}", "a".repeat(Readiness::MAX_PATH_LEN));
+        assert!(Readiness::Http(long).check().is_err());
         for (w, good) in [
             (0, true),
             (99, false),
@@ -803,7 +887,7 @@ mod tests {
         ] {
             let r = AgentSettings {
                 watchdog_timeout_ms: w,
-                ..ok
+                ..ok.clone()
             }
             .check();
             assert_eq!(r.is_ok(), good, "watchdog {w}: {r:?}");
@@ -820,14 +904,14 @@ mod tests {
         assert_eq!(ok.check(), Ok(()));
         let e = AgentSettings {
             keep_releases: 1,
-            ..ok
+            ..ok.clone()
         }
         .check()
         .unwrap_err();
         assert!(e.contains("keep_releases = 1"), "{e}");
         let e = AgentSettings {
             ready_timeout_ms: 0,
-            ..ok
+            ..ok.clone()
         }
         .check()
         .unwrap_err();
@@ -835,7 +919,7 @@ mod tests {
         assert!(
             AgentSettings {
                 drain_timeout_ms: MAX_TIMEOUT_MS + 1,
-                ..ok
+                ..ok.clone()
             }
             .check()
             .is_err()

@@ -28,6 +28,10 @@ pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
 /// Name of the app, as the agent knows it.
 pub const APP: &str = "BLARGH_APP";
 
+/// The name (in `LISTEN_FDNAMES`) of the private listener a process gets when readiness is
+/// checked over HTTP (`ready = { http = "/up" }`): the last inherited socket, its own,
+/// where the agent asks it alone whether it is ready.
+pub const READY_LISTENER: &str = "blargh-ready";
 /// First file descriptor of inherited sockets (systemd's `SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: i32 = 3;
 

@@ -53,12 +53,18 @@ fn settings() -> impl Strategy<Value = AgentSettings> {
         number(MAX_TIMEOUT_MS),
         any::<u32>(),
         number(MAX_TIMEOUT_MS),
+        prop_oneof![
+            Just(Readiness::Notify),
+            text().prop_map(Readiness::Http),
+            "/[!-~]{0,30}".prop_map(Readiness::Http),
+        ],
     )
-        .prop_map(|(r, d, k, w)| AgentSettings {
+        .prop_map(|(r, d, k, w, ready)| AgentSettings {
             ready_timeout_ms: r,
             drain_timeout_ms: d,
             keep_releases: k,
             watchdog_timeout_ms: w,
+            ready,
         })
 }
 

@@ -29,6 +29,7 @@ fn settings() -> AgentSettings {
         drain_timeout_ms: 30_000,
         keep_releases: 5,
         watchdog_timeout_ms: 30_000,
+        ready: Readiness::Notify,
     }
 }
 
@@ -106,7 +107,10 @@ fn requests() -> Vec<Request> {
             by: None,
         },
         Request::Configure {
-            settings: settings(),
+            settings: AgentSettings {
+                ready: Readiness::Http("/up".into()),
+                ..settings()
+            },
             by: Some("ana@laptop".into()),
         },
     ]

@@ -98,6 +98,7 @@ fn ctl(a: CtlArgs) -> i32 {
             drain_timeout,
             keep_releases,
             watchdog_timeout,
+            ready_http,
             by,
         } => Request::Configure {
             settings: blargh_proto::control::AgentSettings {
@@ -108,6 +109,9 @@ fn ctl(a: CtlArgs) -> i32 {
                     blargh_proto::control::AgentSettings::DEFAULT.watchdog_timeout_ms,
                     |w| w.as_millis() as u64,
                 ),
+                ready: ready_http.map_or(blargh_proto::control::Readiness::Notify, |p| {
+                    blargh_proto::control::Readiness::Http(p)
+                }),
             },
             by: by.or_else(whoami),
         },

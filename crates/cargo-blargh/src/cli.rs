@@ -467,6 +467,10 @@ pub enum CtlCommand {
         /// Replace a release silent for this long after a WATCHDOG=1 (0s: off; default 30s).
         #[arg(long, value_parser = parse_duration)]
         watchdog_timeout: Option<Duration>,
+        /// Check readiness with an HTTP GET of this path on a private listener (named
+        /// blargh-ready) instead of waiting for READY=1.
+        #[arg(long, value_name = "PATH")]
+        ready_http: Option<String>,
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use blargh_proto::SocketName;
-use blargh_proto::control::{AgentSettings, AgentStatus};
+use blargh_proto::control::{AgentSettings, AgentStatus, Readiness};
 
 use crate::settings::AgentTuning;
 
@@ -79,6 +79,13 @@ pub enum Difference {
         /// The configuration's.
         to: Option<Duration>,
     },
+    /// `ready` differs.
+    Ready {
+        /// The host's.
+        from: Readiness,
+        /// The configuration's.
+        to: Readiness,
+    },
     /// `keep_releases` differs.
     KeepReleases {
         /// The host's.
@@ -98,6 +105,7 @@ impl Difference {
             Difference::ReadyTimeout { .. }
             | Difference::DrainTimeout { .. }
             | Difference::KeepReleases { .. }
+            | Difference::Ready { .. }
             | Difference::WatchdogTimeout { .. } => false,
         }
     }
@@ -129,6 +137,7 @@ impl fmt::Display for Difference {
                 write!(f, "drain_timeout {} → {}", human(from), human(to))
             }
             Difference::KeepReleases { from, to } => write!(f, "keep_releases {from} → {to}"),
+            Difference::Ready { from, to } => write!(f, "ready {from} → {to}"),
             Difference::WatchdogTimeout { from, to } => {
                 let show = |d: &Option<Duration>| d.as_ref().map_or("off".to_string(), human);
                 write!(f, "watchdog_timeout {} → {}", show(from), show(to))
@@ -146,7 +155,7 @@ impl HostFacts {
                 .iter()
                 .map(|l| (l.name.to_string(), l.address.clone()))
                 .collect(),
-            tuning: AgentTuning::from(status.settings),
+            tuning: AgentTuning::from(status.settings.clone()),
         }
     }
 }
@@ -161,6 +170,7 @@ impl From<AgentSettings> for AgentTuning {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            ready: s.ready,
         }
     }
 }
@@ -172,6 +182,7 @@ impl From<AgentTuning> for AgentSettings {
             drain_timeout_ms: t.drain_timeout.as_millis() as u64,
             keep_releases: t.keep_releases,
             watchdog_timeout_ms: t.watchdog_timeout.map_or(0, |d| d.as_millis() as u64),
+            ready: t.ready,
         }
     }
 }
@@ -211,7 +222,7 @@ fn compare_parts(
             });
         }
     }
-    let have = host.tuning;
+    let have = &host.tuning;
     if have.ready_timeout != tuning.ready_timeout {
         out.push(Difference::ReadyTimeout {
             from: have.ready_timeout,
@@ -234,6 +245,12 @@ fn compare_parts(
         out.push(Difference::WatchdogTimeout {
             from: have.watchdog_timeout,
             to: tuning.watchdog_timeout,
+        });
+    }
+    if have.ready != tuning.ready {
+        out.push(Difference::Ready {
+            from: have.ready.clone(),
+            to: tuning.ready.clone(),
         });
     }
     out
@@ -275,6 +292,7 @@ mod tests {
             drain_timeout: Duration::from_secs(drain),
             keep_releases: keep,
             watchdog_timeout: Some(Duration::from_secs(30)),
+            ready: Default::default(),
         }
     }
 
@@ -402,9 +420,31 @@ mod tests {
         assert_eq!(diffs[0].to_string(), "watchdog_timeout 30s → off");
         assert!(!diffs[0].needs_root());
         // The contract's 0 ms is off, both ways.
-        let wire = AgentSettings::from(off);
+        let wire = AgentSettings::from(off.clone());
         assert_eq!(wire.watchdog_timeout_ms, 0);
         assert_eq!(AgentTuning::from(wire), off);
+    }
+
+    #[test]
+    fn a_readiness_check_changed_is_a_difference_deploy_applies() {
+        let host = facts(&[], tuning(60, 30, 5));
+        let http = AgentTuning {
+            ready: Readiness::Http("/up".into()),
+            ..tuning(60, 30, 5)
+        };
+        let diffs = compare_parts(&listen(&[]), &http, &host);
+        assert_eq!(
+            diffs,
+            [Difference::Ready {
+                from: Readiness::Notify,
+                to: Readiness::Http("/up".into())
+            }]
+        );
+        assert_eq!(diffs[0].to_string(), "ready READY=1 → http /up");
+        assert!(!diffs[0].needs_root());
+        let wire = AgentSettings::from(http.clone());
+        assert_eq!(wire.ready, Readiness::Http("/up".into()));
+        assert_eq!(AgentTuning::from(wire), http);
     }
 
     #[test]

@@ -260,7 +260,7 @@ async fn apply_tuning(
         if !changes.is_empty() {
             agent
                 .configure(
-                    blargh_proto::control::AgentSettings::from(s.agent),
+                    blargh_proto::control::AgentSettings::from(s.agent.clone()),
                     Some(format!("{} (seed)", crate::deploy::whoami())),
                 )
                 .await

@@ -19,7 +19,7 @@ use crate::remote::ConnectArgs;
 
 /// What the agent on each host is tuned to: the keys of the configuration that the agent
 /// applies itself (no root needed), so deploy can bring a host in line before it ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentTuning {
     /// How long a new release may take to say `READY=1`.
     pub ready_timeout: Duration,
@@ -30,6 +30,8 @@ pub struct AgentTuning {
     /// How long a release may go without `WATCHDOG=1` before it is replaced as hung;
     /// `None`: no watchdog.
     pub watchdog_timeout: Option<Duration>,
+    /// How a new release shows it is ready (`ready`).
+    pub ready: blargh_proto::control::Readiness,
 }
 
 impl Default for AgentTuning {
@@ -39,6 +41,7 @@ impl Default for AgentTuning {
             drain_timeout: blargh_config::DEFAULT_DRAIN_TIMEOUT,
             keep_releases: blargh_config::DEFAULT_KEEP_RELEASES,
             watchdog_timeout: Some(blargh_config::DEFAULT_WATCHDOG_TIMEOUT),
+            ready: Default::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ impl FromFile {
             drain_timeout: cfg.drain_timeout,
             keep_releases: cfg.keep_releases,
             watchdog_timeout: cfg.watchdog_timeout,
+            ready: cfg.ready.clone(),
         });
         f.build = Some(Build {
             dir,
@@ -305,7 +309,7 @@ impl Settings {
     pub fn wanted(&self, seed_command: String) -> crate::drift::Wanted {
         crate::drift::Wanted {
             listen: self.listen.clone(),
-            tuning: self.agent,
+            tuning: self.agent.clone(),
             seed_command,
         }
     }
@@ -471,6 +475,7 @@ listen = { web = "0.0.0.0:8081" }
                 drain_timeout: Duration::from_secs(7),
                 keep_releases: 3,
                 watchdog_timeout: Some(Duration::from_secs(4)),
+                ready: Default::default(),
             }
         );
         assert_eq!(s.deploy.env.len(), 1);

@@ -42,8 +42,12 @@ fn configure_applies_persists_and_prunes_over_one_connection() {
             drain_timeout_ms: 2_000,
             keep_releases: 2,
             watchdog_timeout_ms: 5_000,
+            ready: Default::default(),
         };
-        let effective = c.configure(wanted, Some("test".into())).await.unwrap();
+        let effective = c
+            .configure(wanted.clone(), Some("test".into()))
+            .await
+            .unwrap();
         assert_eq!(effective, wanted);
         assert_eq!(c.status().await.unwrap().settings, wanted);
         let left = c.releases().await.unwrap();
@@ -65,7 +69,7 @@ fn configure_applies_persists_and_prunes_over_one_connection() {
             .configure(
                 AgentSettings {
                     keep_releases: 1,
-                    ..wanted
+                    ..wanted.clone()
                 },
                 None,
             )
@@ -73,6 +77,21 @@ fn configure_applies_persists_and_prunes_over_one_connection() {
             .unwrap_err();
         assert!(
             matches!(&err, ClientError::Agent(e) if e.message.contains("keep_releases = 1")),
+            "{err:?}"
+        );
+        // A readiness path that would change the request line: refused too.
+        let err = c
+            .configure(
+                AgentSettings {
+                    ready: blargh_proto::control::Readiness::Http("/up HTTP/1.0\r\nX: y".into()),
+                    ..wanted.clone()
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Agent(e) if e.message.contains("visible ASCII only")),
             "{err:?}"
         );
         assert_eq!(c.status().await.unwrap().settings, wanted);

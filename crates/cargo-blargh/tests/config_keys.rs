@@ -1,7 +1,7 @@
 //! The keys of `[package.metadata.blargh]` not covered on a VM take effect, on the fast
 //! tier: `bin` and `target` through `deploy --dry-run` (a real cargo build, no server);
-//! `hosts` + `destinations`, `known_hosts`, `auto_rollback`, `lock_expiry` and `parallel`
-//! against OpenSSH sshd and agents on loopback (root only; test_support::loopback).
+//! `hosts` + `destinations`, `known_hosts`, `auto_rollback`, `lock_expiry`, `parallel` and
+//! `ready` against OpenSSH sshd and agents on loopback (root only; test_support::loopback).
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -365,4 +365,46 @@ fn parallel_activates_the_hosts_at_once_and_its_absence_one_by_one() {
     assert_eq!(deploy_logged(&v1), "start end start end");
     configure(true);
     assert_eq!(deploy_logged(&v2), "start start end end");
+}
+
+/// `ready = { http = "/up" }` reaches the agent through deploy (said as applied), and the
+/// agent then waits for `/up` on the new release's own listener: examples/hello, which only
+/// says `READY=1`, is refused while v1 keeps serving. What such a check does for an app
+/// that serves it: `ready_http.rs`.
+#[test]
+fn ready_http_from_the_config_is_how_the_agent_waits() {
+    if !can_run("ready_http_from_the_config_is_how_the_agent_waits") {
+        return;
+    }
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v2 = hello::build("v2", Profile::Debug).unwrap();
+    let server = LocalServer::start(Path::new(BIN), "keysready");
+    let app = AppDir::new(Path::new(BIN));
+    let configure = |ready: &str| {
+        app.configure(
+            "hello",
+            &format!(
+                "hosts = [\"{}\"]\napp = \"keysready\"\n{}\nready_timeout = \"3s\"\n{ready}",
+                server.destination(),
+                server.listen_line()
+            ),
+        )
+    };
+    configure("ready = \"notify\"");
+    ok(&deploy(&app, &server, &v1, &[]));
+    configure("ready = { http = \"/up\" }");
+    let out = deploy(&app, &server, &v2, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("applied ready READY=1 → http /up"), "{t}");
+    assert!(
+        t.contains("a 2xx answer to GET /up on the listener named blargh-ready"),
+        "{t}"
+    );
+    assert!(get(server.web_port(), "/").starts_with("hello from v1 "));
+    // And back: the default again, v2 goes through.
+    configure("");
+    let t = ok(&deploy(&app, &server, &v2, &[]));
+    assert!(t.contains("applied ready http /up → READY=1"), "{t}");
+    assert!(get(server.web_port(), "/").starts_with("hello from v2 "));
 }

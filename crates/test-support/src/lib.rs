@@ -11,5 +11,6 @@ pub mod http;
 pub mod load;
 pub mod loopback;
 pub mod remote;
+pub mod stacks;
 pub mod vm;
 pub mod wait;

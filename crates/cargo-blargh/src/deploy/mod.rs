@@ -559,8 +559,18 @@ async fn open_host(
     }
     if !diffs.is_empty() {
         bar.set_message("applying the configuration's settings");
-        let want = blargh_proto::control::AgentSettings::from(s.wanted.tuning);
-        if let Err(e) = host.ra.configure(want, Some(by.to_string())).await {
+        let want = blargh_proto::control::AgentSettings::from(s.wanted.tuning.clone());
+        // An agent older than a setting ignores it: what it says is in effect must be
+        // what was asked.
+        let applied = match host.ra.configure(want.clone(), Some(by.to_string())).await {
+            Ok(got) if got == want => Ok(()),
+            Ok(got) => Err(format!(
+                "the agent kept {got} (it is older than this cargo-blargh; run `cargo blargh \
+                 seed` to upgrade it)"
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = applied {
             let _ = host.ra.lock_release(holder, false).await;
             remote_agent::close(host.ra).await;
             let _ = host.session.close().await;
