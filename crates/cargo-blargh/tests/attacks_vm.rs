@@ -198,10 +198,27 @@ fn attacks_on_a_systemd_server_fail() {
     cli_output += &c.deploy(&v2, "with the secret");
     cli_output += &c.ok(&["rollback"], None);
     cli_output += &c.deploy(&v2, "again");
+    // The sampler works: a command line that does hold the canary (read from its file on
+    // the VM, so it is in no command line of ours) is caught.
+    vm.ssh_ok(&format!(
+        "sh -c 'sleep 2; true' control-sample \"$(cat {})\"",
+        attack::CANARY_FILE
+    ))
+    .unwrap();
     let sampled = sampler.stop().unwrap();
     eprintln!("command lines sampled {} times", sampled.rounds);
     assert!(sampled.rounds >= 10, "the sampler ran: {sampled:?}");
-    found.expect_empty("the canary in a command line", &sampled.hits);
+    assert!(
+        sampled.hits.contains("control-sample"),
+        "the sampler must catch a command line holding the canary: {sampled:?}"
+    );
+    let hits: String = sampled
+        .hits
+        .lines()
+        .filter(|l| !l.contains("control-sample"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    found.expect_empty("the canary in a command line", &hits);
     assert_eq!(
         test_support::http::get(vm.http_port(80), "/greeting")
             .unwrap()
@@ -292,11 +309,12 @@ fn attacks_on_a_systemd_server_fail() {
     vm.ssh_ok(&format!("runuser -u hello -- sh -c '{plant} true'"))
         .unwrap();
     // Anything else the app's user could write (outside data/ and the world's temporary
-    // directories) would be one more place to plant: there is none.
+    // directories) would be one more place to plant: there is none. (Symlinks are left out:
+    // `-writable` tests their target, and a masked unit is a link to /dev/null.)
     let writable = vm
         .ssh_ok(&format!(
             "runuser -u hello -- find /var/lib/blargh /etc /usr /root /srv /opt /home \
-               -path {ROOT}/data -prune -o -writable -print 2>/dev/null; true"
+               -path {ROOT}/data -prune -o ! -type l -writable -print 2>/dev/null; true"
         ))
         .unwrap();
     found.expect_empty("writable by the app's user outside data/", &writable);
