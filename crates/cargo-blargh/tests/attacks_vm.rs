@@ -280,6 +280,12 @@ fn attacks_on_a_systemd_server_fail() {
         "mallory against the agent's process",
         &attack::reach_process_as(&vm, "mallory", c.agent_pid()).unwrap(),
     );
+    // The app's process holds the secret in its environment: not for mallory either.
+    let app_pid = vm.ssh_ok("pgrep -n -x -u hello app").unwrap();
+    found.expect_empty(
+        "mallory against the app's process",
+        &attack::reach_process_as(&vm, "mallory", app_pid.trim().parse().unwrap()).unwrap(),
+    );
     found.check(
         "mallory changed the current release",
         c.current() == current,
