@@ -372,7 +372,11 @@ fn attacks_on_a_systemd_server_fail() {
     // The probe works: against a process of its own uid, all three succeed.
     vm.ssh_ok("runuser -u hello -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
         .unwrap();
-    let own = vm.ssh_ok("sleep 0.5; pgrep -n -x -u hello sleep").unwrap();
+    let own = vm
+        .ssh_ok(
+            "for i in $(seq 100); do pgrep -n -x -u hello sleep && exit 0; sleep 0.1; done; exit 1",
+        )
+        .unwrap();
     let own_reach = attack::reach_process_as(&vm, "hello", own.trim().parse().unwrap()).unwrap();
     assert_eq!(
         own_reach, "environ\nptrace\nsignal\n",
