@@ -4,6 +4,7 @@
 pub mod sshd;
 
 pub mod agent;
+pub mod attack;
 pub mod browser;
 pub mod conns;
 pub mod hello;
