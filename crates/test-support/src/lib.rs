@@ -6,6 +6,7 @@ pub mod sshd;
 pub mod agent;
 pub mod browser;
 pub mod conns;
+pub mod faults;
 pub mod hello;
 pub mod http;
 pub mod load;
