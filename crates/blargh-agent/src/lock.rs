@@ -37,6 +37,31 @@ fn forced(req: &LockRequest) -> bool {
     }
 }
 
+/// How far a lock's `since` may lie ahead of the clock before the clock counts as having
+/// been set back since the lock was taken (small steps of NTP do not count).
+pub const CLOCK_SLACK_S: u64 = 60;
+
+/// A lock taken before the clock was set back would hold for as long as the clock went
+/// back on top of its expiry (hours, after a server's wrong clock is corrected: a 60 s
+/// lock taken at a clock 6 hours ahead held 6 hours). When `held.since` lies more than
+/// [`CLOCK_SLACK_S`] ahead of `now`, the lock is re-anchored at `now` with its whole time
+/// to live (`expires_unix - since`), so it holds at most that long from when the agent
+/// notices. Any other lock (or one whose `since` does not parse) is returned unchanged.
+pub fn reanchor(held: LockInfo, now: SystemTime) -> LockInfo {
+    let Ok(since) = humantime::parse_rfc3339(&held.since) else {
+        return held;
+    };
+    let (since_s, now_s) = (unix_secs(since), unix_secs(now));
+    if since_s <= now_s + CLOCK_SLACK_S {
+        return held;
+    }
+    LockInfo {
+        since: humantime::format_rfc3339_millis(now).to_string(),
+        expires_unix: now_s + held.expires_unix.saturating_sub(since_s),
+        ..held
+    }
+}
+
 /// Decides a lock request against the current holder. Pure: `Ok(new state)` or the refusal.
 pub fn decide(
     held: Option<LockInfo>,
@@ -147,6 +172,14 @@ impl DeployLock {
             Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
         };
         let now = (self.clock)();
+        let stored = held.clone();
+        let held = held.map(|h| reanchor(h, now));
+        // Kept re-anchored even when the request is refused: the lock's time runs from
+        // the first look after the clock went back, not from every look.
+        if held != stored && !corrupt {
+            self.write(held.as_ref())
+                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        }
         let next = decide(
             held.clone(),
             req,
@@ -321,6 +354,31 @@ mod tests {
         assert_eq!(lock.apply(&LockRequest::Status).unwrap(), None);
         let taken = lock.apply(&acquire("bo@ci", false)).unwrap().unwrap();
         assert_eq!(taken.holder, "bo@ci");
+    }
+
+    #[test]
+    fn a_lock_taken_before_the_clock_went_back_holds_no_longer_than_its_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DeployLock::with_clock(dir.path().join("lock.json"), test_clock);
+        // Taken for 60 s at a clock 6 hours ahead; then the clock is corrected.
+        set_now(1_795_000_000 + 6 * 3600);
+        lock.apply(&acquire("ana@laptop", false)).unwrap();
+        set_now(1_795_000_000);
+        let err = lock.apply(&acquire("bo@ci", false)).unwrap_err();
+        assert!(err.contains("expires in 60 s"), "{err}");
+        // Re-anchored in the file: it does not start over at every look.
+        set_now(1_795_000_030);
+        let err = lock.apply(&acquire("bo@ci", false)).unwrap_err();
+        assert!(err.contains("expires in 30 s"), "{err}");
+        set_now(1_795_000_060);
+        assert_eq!(lock.apply(&LockRequest::Status).unwrap(), None);
+        assert!(lock.apply(&acquire("bo@ci", false)).is_ok());
+        // A clock a little behind the lock's start (NTP) changes nothing.
+        let held = decide(None, &acquire("ana@laptop", false), 100, "t0").unwrap();
+        let mut info = held.unwrap();
+        info.since = "2026-11-18T11:06:40.000Z".into();
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000 - CLOCK_SLACK_S);
+        assert_eq!(reanchor(info.clone(), at), info);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod attack;
 pub mod browser;
 pub mod conns;
+pub mod faults;
 pub mod hello;
 pub mod http;
 pub mod load;

@@ -7,7 +7,18 @@ use std::process::{Child, Command, Stdio};
 /// A wrk run in the background.
 #[derive(Debug)]
 pub struct Wrk {
-    child: Child,
+    /// `None` once [`Wrk::finish`] took it.
+    child: Option<Child>,
+}
+
+/// A test that fails before [`Wrk::finish`] must not leave wrk running for an hour.
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// What wrk counted.
@@ -70,7 +81,7 @@ impl Wrk {
                     format!("cannot run wrk ({e}); apt-get install wrk"),
                 )
             })?;
-        Ok(Wrk { child })
+        Ok(Wrk { child: Some(child) })
     }
 
     /// Stops wrk (SIGINT, after which it prints its report) and parses the report.
@@ -78,9 +89,14 @@ impl Wrk {
     /// # Errors
     /// When wrk cannot be signalled or waited for, or its report does not parse (see
     /// [`parse`]): a report we cannot read must not pass as "no failures".
-    pub fn finish(self) -> io::Result<WrkReport> {
-        crate::agent::signal(self.child.id(), "INT")?;
-        let out = self.child.wait_with_output()?;
+    pub fn finish(mut self) -> io::Result<WrkReport> {
+        let mut child = self.child.take().expect("finish runs once");
+        if let Err(e) = crate::agent::signal(child.id(), "INT") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        let out = child.wait_with_output()?;
         let raw = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         parse(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
