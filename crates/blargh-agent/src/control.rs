@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::pin::Pin;
@@ -337,7 +338,43 @@ async fn answer(
             )
             .await
             .unwrap_or_else(Reply::Error),
+        Request::Upgrade { by } => {
+            // The new agent answers on this connection; it gets a copy of it.
+            let conn = match body.get_ref().as_ref().as_fd().try_clone_to_owned() {
+                Ok(c) => c,
+                Err(e) => return error(format!("cannot keep this connection for the answer: {e}")),
+            };
+            match sup.upgrade(&who(by), conn).await {
+                Ok(never) => match never {},
+                Err(e) => Reply::Error(e),
+            }
+        }
     }
+}
+
+/// Sends one reply on a connection and closes it (the answer to an upgrade, from the new
+/// agent, on the connection that asked).
+pub async fn answer_on(conn: std::os::fd::OwnedFd, reply: &Reply) {
+    let stream = std::os::unix::net::UnixStream::from(conn);
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut stream) = UnixStream::from_std(stream) else {
+        return;
+    };
+    let _ = tokio::time::timeout(
+        WRITE_TIMEOUT,
+        stream.write_all(encode_line(reply).as_bytes()),
+    )
+    .await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+}
+
+/// Takes over the control socket's listener an earlier agent handed over.
+pub fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<UnixListener> {
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
 }
 
 /// The requests the deploy lock guards (what they are called, and who claims to ask).
@@ -348,6 +385,7 @@ fn locked_change(req: &Request) -> Option<(&'static str, Option<&str>)> {
         Request::EnvSet { by, .. } => Some(("env set", by.as_deref())),
         Request::EnvUnset { by, .. } => Some(("env unset", by.as_deref())),
         Request::Exec { by, .. } => Some(("exec", by.as_deref())),
+        Request::Upgrade { by } => Some(("upgrade", by.as_deref())),
         _ => None,
     }
 }

@@ -13,6 +13,7 @@ pub mod control;
 pub mod env_file;
 pub mod handover;
 pub mod layout;
+pub mod leader;
 pub mod lock;
 pub mod logs;
 pub mod notify;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod supervisor;
 pub mod time;
 pub mod trampoline;
+pub mod upgrade;
 
 pub use config::AgentConfig;
 pub use run::run;

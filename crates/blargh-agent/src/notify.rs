@@ -2,6 +2,7 @@
 //! `WATCHDOG=1` (the sd_notify protocol, so apps written for systemd work unchanged).
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixDatagram;
@@ -40,6 +41,8 @@ pub struct NotifySocket {
     path: PathBuf,
     events: mpsc::UnboundedReceiver<NotifyEvent>,
     task: tokio::task::JoinHandle<()>,
+    /// The socket itself, kept for an upgrade's handover (the task reads its twin).
+    kept: OwnedFd,
 }
 
 impl NotifySocket {
@@ -69,6 +72,19 @@ impl NotifySocket {
             })?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o620))?;
         }
+        Self::serve(sock, path)
+    }
+
+    /// Takes over a notify socket bound at `path` by an earlier agent (an in-place upgrade
+    /// handed it over as `fd`).
+    pub fn adopt(fd: OwnedFd, path: &Path) -> io::Result<Self> {
+        let std_sock = std::os::unix::net::UnixDatagram::from(fd);
+        std_sock.set_nonblocking(true)?;
+        Self::serve(UnixDatagram::from_std(std_sock)?, path)
+    }
+
+    fn serve(sock: UnixDatagram, path: &Path) -> io::Result<Self> {
+        let kept = sock.as_fd().try_clone_to_owned()?;
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -84,7 +100,13 @@ impl NotifySocket {
             path: path.to_path_buf(),
             events,
             task,
+            kept,
         })
+    }
+
+    /// A copy of the socket, for handing it to the next agent.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.kept.try_clone()
     }
 
     /// The socket's path, for `NOTIFY_SOCKET`.

@@ -5,17 +5,36 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::config::AgentConfig;
 use crate::layout::Layout;
-use crate::sockets;
+use crate::sockets::{self, Listener};
 use crate::supervisor::Supervisor;
+use crate::upgrade::Handover;
+use blargh_proto::control::Reply;
 
-/// Runs the agent until SIGTERM or SIGINT. Builds its own tokio runtime.
+/// Runs the agent until SIGTERM or SIGINT. Builds its own tokio runtime; the calling
+/// thread becomes the agent's leader ([`crate::leader`]), which forks the releases and,
+/// on an in-place upgrade, executes the new agent.
 pub fn run(cfg: AgentConfig) -> Result<(), String> {
+    // First, while no other thread runs: an earlier agent's handover, if it exec'd us.
+    let handover = Handover::take()?;
+    let leader = crate::leader::lead().map_err(|e| e.to_string())?;
     // Files the agent creates are private unless made otherwise on purpose.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let layout = Layout::new(&cfg.root);
     // The sockets first: a root agent (OpenRC) binds ports below 1024, then becomes its own
-    // user before it touches a file under the app's root.
-    let mut listeners = sockets::inherited().map_err(|e| format!("inherited sockets: {e}"))?;
+    // user before it touches a file under the app's root. After an upgrade they are the
+    // earlier agent's, which stay open across the exec.
+    let mut listeners = match &handover {
+        Some(h) => h
+            .listeners
+            .iter()
+            .map(|l| Listener {
+                name: l.name.clone(),
+                // SAFETY: named by the handover just taken, each taken once.
+                socket: std::net::TcpListener::from(unsafe { crate::upgrade::own(l.fd) }),
+            })
+            .collect(),
+        None => sockets::inherited().map_err(|e| format!("inherited sockets: {e}"))?,
+    };
     if listeners.is_empty() {
         listeners = sockets::bind(&cfg.listen).map_err(|e| e.to_string())?;
     }
@@ -55,31 +74,63 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(async move {
+    let main = async move {
         let sup = Supervisor::new(cfg.clone(), listeners, run_as, trampoline)
             .map_err(|e| format!("cannot open the release store: {e}"))?;
-        let control = crate::control::bind(&layout.socket(), socket_gid).map_err(|e| {
+        let control = match &handover {
+            Some(h) => {
+                // SAFETY: named by the handover just taken, taken once.
+                crate::control::adopt(unsafe { crate::upgrade::own(h.control) })
+            }
+            None => crate::control::bind(&layout.socket(), socket_gid),
+        }
+        .map_err(|e| {
             format!(
                 "cannot bind the control socket {}: {e}",
                 layout.socket().display()
             )
         })?;
-        sup.boot();
+        sup.set_control_fd(std::os::fd::AsRawFd::as_raw_fd(&control));
+        let (handed, took_over) = match handover {
+            Some(mut h) => (h.current.take(), Some(h)),
+            None => (None, None),
+        };
+        sup.boot(handed);
         tokio::spawn(crate::control::serve(sup.clone(), control));
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        eprintln!(
-            "blargh-agent: serving {} from {} (control socket {})",
-            cfg.app,
-            layout.root().display(),
-            layout.socket().display()
-        );
+        match took_over {
+            Some(h) => {
+                eprintln!(
+                    "blargh-agent: upgraded in place from {} to {} (pid {}); serving {}",
+                    h.from_version,
+                    env!("CARGO_PKG_VERSION"),
+                    std::process::id(),
+                    cfg.app
+                );
+                // SAFETY: named by the handover just taken, taken once.
+                let conn = unsafe { crate::upgrade::own(h.reply_to) };
+                let report = sup.took_over(&h);
+                crate::control::answer_on(conn, &Reply::Upgraded(report)).await;
+            }
+            None => eprintln!(
+                "blargh-agent: serving {} from {} (control socket {})",
+                cfg.app,
+                layout.root().display(),
+                layout.socket().display()
+            ),
+        }
         wait_for_stop().await;
         eprintln!("blargh-agent: stopping; draining the app");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         sup.shutdown().await;
         let _ = std::fs::remove_file(layout.socket());
         Ok::<(), String>(())
-    })
+    };
+    rt.spawn(async move { crate::leader::finish(main.await) });
+    let result = leader.serve(&rt);
+    // Tasks still running (connections, copiers) end with the runtime, without waiting.
+    rt.shutdown_background();
+    result
 }
 
 async fn wait_for_stop() {

@@ -1,18 +1,18 @@
 //! Starting one process of a release: the exec trampoline with the sockets on fd 3…, the
 //! release's environment, its own notify socket, its output captured into the app log.
 //!
-//! Every process is forked by one long-lived thread ([`fork`]): the trampoline's
-//! parent-death signal fires when the *thread* that forked it ends, and tokio retires its
-//! threads (a worker that ran `block_in_place` becomes a blocking-pool thread, which exits
-//! after 10 s idle; `spawn_blocking` threads likewise), which would SIGTERM a healthy
-//! release while the agent lives on.
+//! Every process is forked by the agent's leader thread ([`fork`], [`crate::leader`]): the
+//! trampoline's parent-death signal fires when the *thread* that forked it ends, and tokio
+//! retires its threads (a worker that ran `block_in_place` becomes a blocking-pool thread,
+//! which exits after 10 s idle; `spawn_blocking` threads likewise), which would SIGTERM a
+//! healthy release while the agent lives on; an upgrade's exec ends every other thread.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, OnceLock};
 
 use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::Child;
@@ -58,6 +58,41 @@ pub struct Spawned {
     pub recent: Arc<RecentLines>,
     /// The output copiers; they end when the process and its children close stdout/stderr.
     pub capture: Vec<tokio::task::JoinHandle<()>>,
+    /// Copies of its output pipes, for an upgrade's handover.
+    pub output: OutputPipes,
+}
+
+/// Copies of the read ends of a process's stdout and stderr, kept so that an in-place
+/// upgrade can hand them to the next agent, which goes on copying them into the app log.
+#[derive(Debug, Default)]
+pub struct OutputPipes {
+    /// Its stdout.
+    pub stdout: Option<OwnedFd>,
+    /// Its stderr.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Copies a handed-over process's output pipes into the app log (see [`OutputPipes`]).
+pub fn capture_adopted(
+    pipes: OutputPipes,
+    release: &str,
+    log: Arc<AppLog>,
+    recent: Arc<RecentLines>,
+) -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut copiers = Vec::new();
+    for (fd, stream) in [(pipes.stdout, "out"), (pipes.stderr, "err")] {
+        if let Some(fd) = fd {
+            let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+            copiers.push(capture(
+                reader,
+                release.to_string(),
+                stream,
+                log.clone(),
+                recent.clone(),
+            ));
+        }
+    }
+    Ok(copiers)
 }
 
 /// What a one-off run printed and how it ended.
@@ -73,40 +108,16 @@ pub struct RunOnce {
     pub timed_out: bool,
 }
 
-/// A command for the fork thread, with the runtime its child belongs to (for reaping).
-struct ForkRequest {
-    cmd: tokio::process::Command,
-    runtime: tokio::runtime::Handle,
-    reply: mpsc::SyncSender<io::Result<Child>>,
-}
-
-/// Starts `cmd` from the agent's one fork thread, which lives as long as the process, so
-/// that the parent-death signal of what it starts means "the agent died" and nothing else.
-/// Blocks the caller for the fork and exec only. Must be called within a tokio runtime.
-pub fn fork(cmd: tokio::process::Command) -> io::Result<Child> {
-    static FORKER: OnceLock<mpsc::Sender<ForkRequest>> = OnceLock::new();
-    let tx = FORKER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<ForkRequest>();
-        std::thread::Builder::new()
-            .name("blargh-fork".into())
-            .spawn(move || {
-                for mut req in rx {
-                    let _in_runtime = req.runtime.enter();
-                    let _ = req.reply.send(req.cmd.spawn());
-                }
-            })
-            .expect("start the agent's fork thread");
-        tx
-    });
-    let (reply, answer) = mpsc::sync_channel(1);
-    let gone = || io::Error::other("the agent's fork thread is gone; restart the agent");
-    tx.send(ForkRequest {
-        cmd,
-        runtime: tokio::runtime::Handle::current(),
-        reply,
-    })
-    .map_err(|_| gone())?;
-    answer.recv().map_err(|_| gone())?
+/// Starts `cmd` from the agent's leader thread ([`crate::leader`]), which lives as long as
+/// the process and survives an upgrade's exec, so that the parent-death signal of what it
+/// starts means "the agent died" and nothing else. Blocks the caller for the fork and exec
+/// only. Must be called within a tokio runtime.
+pub fn fork(mut cmd: tokio::process::Command) -> io::Result<Child> {
+    let runtime = tokio::runtime::Handle::current();
+    crate::leader::run(move || {
+        let _in_runtime = runtime.enter();
+        cmd.spawn()
+    })?
 }
 
 /// Runs a release's executable once with `args` (no sockets, no readiness), as the app's
@@ -175,9 +186,13 @@ pub async fn run_once(
 pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    // The pid stays across an in-place upgrade, and so does the process the earlier agent
+    // started: the time the agent began tells the two agents' sockets apart.
+    static BORN: OnceLock<u64> = OnceLock::new();
+    let born = BORN.get_or_init(crate::upgrade::now_ms);
     let notify_path = spec
         .run_dir
-        .join(format!("notify-{}-{n}.sock", std::process::id()));
+        .join(format!("notify-{}-{born}-{n}.sock", std::process::id()));
     // What runs is what was uploaded: the executable hashes to its manifest's sha256.
     crate::store::verify_binary(&spec.binary, spec.release)?;
     let notify = NotifySocket::bind(&notify_path, spec.run_as.map(|(_, gid)| gid))?;
@@ -225,6 +240,16 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     let pid = child.id().unwrap_or(0);
     let recent = Arc::new(RecentLines::default());
     let mut copiers = Vec::new();
+    let output = OutputPipes {
+        stdout: match &child.stdout {
+            Some(p) => Some(p.as_fd().try_clone_to_owned()?),
+            None => None,
+        },
+        stderr: match &child.stderr {
+            Some(p) => Some(p.as_fd().try_clone_to_owned()?),
+            None => None,
+        },
+    };
     if let Some(out) = child.stdout.take() {
         copiers.push(capture(
             out,
@@ -249,5 +274,6 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
         notify,
         recent,
         capture: copiers,
+        output,
     })
 }

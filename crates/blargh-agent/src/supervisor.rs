@@ -6,6 +6,7 @@
 //! restarts and shutdown never interleave.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use blargh_proto::control::{
     Activation, AgentSettings, AgentStatus, AppState, AutoRollback, ControlError, Encoding,
-    ListenerInfo, LockInfo, LockRequest, Readiness, Reply,
+    KeptProcess, ListenerInfo, LockInfo, LockRequest, Readiness, Reply, Upgraded,
 };
 use blargh_proto::manifest::ReleaseMeta;
 use blargh_proto::{ReleaseId, ReleaseManifest};
@@ -30,10 +31,11 @@ use crate::handover::{HandoverInputs, parse_env_file, release_env};
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::logs::AppLog;
-use crate::notify::NotifyEvent;
+use crate::notify::{NotifyEvent, NotifySocket};
 use crate::sockets::Listener;
-use crate::spawn::{SpawnSpec, run_once, spawn};
+use crate::spawn::{OutputPipes, SpawnSpec, capture_adopted, run_once, spawn};
 use crate::store::Store;
+use crate::upgrade::{HandedListener, HandedProcess, Handover};
 
 /// Longest wait for a draining release to say it stopped accepting before an activation
 /// returns anyway (apps without the library never say so).
@@ -60,7 +62,31 @@ struct Proc {
     stopped: watch::Receiver<bool>,
     /// True once it exited.
     exited: watch::Receiver<bool>,
+    /// What the next agent needs to take it over; `None` if it could not be kept.
+    handable: Option<Arc<Handable>>,
 }
+
+/// Copies of a process's notify socket and output pipes, kept so that an in-place upgrade
+/// can hand the process to the next agent ([`crate::upgrade`]).
+#[derive(Debug)]
+struct Handable {
+    notify: OwnedFd,
+    notify_path: PathBuf,
+    output: OutputPipes,
+}
+
+impl Handable {
+    fn new(notify: &NotifySocket, output: OutputPipes) -> Option<Arc<Handable>> {
+        Some(Arc::new(Handable {
+            notify: notify.try_clone_fd().ok()?,
+            notify_path: notify.path().to_path_buf(),
+            output,
+        }))
+    }
+}
+
+/// The future that ends when a watched process exits, with how it ended.
+type ExitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ExitStatus>> + Send>>;
 
 #[derive(Debug)]
 struct State {
@@ -128,6 +154,8 @@ pub struct Supervisor {
     lock: DeployLock,
     /// The settings in effect: the command line's, overridden by `settings.json`.
     settings: Mutex<AgentSettings>,
+    /// The control socket's listener, for an upgrade's handover.
+    control_fd: std::sync::OnceLock<RawFd>,
 }
 
 impl Supervisor {
@@ -165,6 +193,7 @@ impl Supervisor {
             }),
             generation: AtomicU64::new(0),
             lock: DeployLock::new(layout_lock),
+            control_fd: std::sync::OnceLock::new(),
         }))
     }
 
@@ -263,16 +292,222 @@ impl Supervisor {
         &self.log
     }
 
-    /// Starts the current release, if there is one (after a reboot or an agent restart), and
-    /// pings systemd's watchdog when systemd watches the agent (`WatchdogSec=`).
-    pub fn boot(self: &Arc<Self>) {
+    /// Starts the current release, if there is one (after a reboot or an agent restart), or
+    /// takes over the process an earlier agent handed over (an in-place upgrade); and pings
+    /// systemd's watchdog when systemd watches the agent (`WatchdogSec=`).
+    pub fn boot(self: &Arc<Self>, handed: Option<HandedProcess>) {
         if let Some(timeout) = sd_notify::watchdog_enabled() {
             tokio::spawn(self.clone().ping_systemd(timeout));
+        }
+        if let Some(p) = handed {
+            let (pid, release) = (p.pid, p.release.clone());
+            match self.adopt(p) {
+                Ok(()) => return,
+                Err(e) => {
+                    // Unwatched, it would hold the sockets with nobody to restart it.
+                    self.log.write(
+                        &release,
+                        "agent",
+                        &format!(
+                            "cannot take over pid {pid} ({e}): stopping it and starting afresh"
+                        ),
+                    );
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    let _ = crate::upgrade::children();
+                }
+            }
         }
         if let Some(current) = self.store.current() {
             self.state().app = AppState::Starting;
             tokio::spawn(self.clone().recover(current));
         }
+    }
+
+    /// Watches a process an earlier agent handed over as the current one.
+    fn adopt(self: &Arc<Self>, p: HandedProcess) -> std::io::Result<()> {
+        // SAFETY: fds named by the handover just taken, each taken once, here.
+        let own = |fd: RawFd| unsafe { crate::upgrade::own(fd) };
+        let notify = NotifySocket::adopt(own(p.notify_fd), &p.notify_path)?;
+        let output = OutputPipes {
+            stdout: p.stdout.map(own),
+            stderr: p.stderr.map(own),
+        };
+        let kept = OutputPipes {
+            stdout: output.stdout.as_ref().map(|f| f.try_clone()).transpose()?,
+            stderr: output.stderr.as_ref().map(|f| f.try_clone()).transpose()?,
+        };
+        let recent = Arc::new(crate::logs::RecentLines::default());
+        capture_adopted(output, &p.release, self.log.clone(), recent)?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let (stopped_tx, stopped) = watch::channel(false);
+        let (exited_tx, exited) = watch::channel(false);
+        let ready_at = Instant::now()
+            .checked_sub(Duration::from_millis(p.ready_for_ms))
+            .unwrap_or_else(Instant::now);
+        let proc = Proc {
+            release: p.release.clone(),
+            pid: p.pid,
+            generation,
+            ready_at,
+            stopped,
+            exited,
+            handable: Handable::new(&notify, kept),
+        };
+        {
+            let mut st = self.state();
+            st.current = Some(proc);
+            st.app = AppState::Running;
+        }
+        self.log.write(
+            &p.release,
+            "agent",
+            &format!(
+                "pid {} taken over from the earlier agent; it keeps serving",
+                p.pid
+            ),
+        );
+        self.watch(
+            generation,
+            p.release,
+            p.pid,
+            notify,
+            Box::pin(crate::upgrade::wait_exit(p.pid)),
+            (stopped_tx, exited_tx),
+        );
+        Ok(())
+    }
+
+    /// Audits an in-place upgrade that brought this agent in, and says what it kept.
+    pub fn took_over(&self, h: &Handover) -> Upgraded {
+        let kept = self.state().current.as_ref().map(|p| KeptProcess {
+            release: p.release.clone(),
+            pid: p.pid,
+        });
+        let report = Upgraded {
+            from_version: h.from_version.clone(),
+            to_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_pid: std::process::id(),
+            kept: kept.clone(),
+            took_ms: crate::upgrade::now_ms().saturating_sub(h.asked_at_ms),
+        };
+        let detail = format!(
+            "agent {} -> {} in place (pid {}, {} ms); {}",
+            report.from_version,
+            report.to_version,
+            report.agent_pid,
+            report.took_ms,
+            match &kept {
+                Some(k) => format!("pid {} kept serving", k.pid),
+                None => "no release was serving".to_string(),
+            }
+        );
+        self.audit.record(
+            "upgrade",
+            kept.as_ref().map(|k| k.release.as_str()),
+            None,
+            Some(&h.by),
+            Some(&detail),
+        );
+        report
+    }
+
+    /// Records the control socket's listener, which an upgrade hands over.
+    pub fn set_control_fd(&self, fd: RawFd) {
+        let _ = self.control_fd.set(fd);
+    }
+
+    /// Replaces this agent in place with the executable now at its path (see
+    /// [`crate::upgrade`]): no activation runs meanwhile, the release that serves is handed
+    /// over and keeps serving, and the new agent answers on `reply_to`. Returns only when
+    /// the upgrade could not happen, with the agent as it was.
+    pub async fn upgrade(
+        self: &Arc<Self>,
+        by: &str,
+        reply_to: OwnedFd,
+    ) -> Result<std::convert::Infallible, ControlError> {
+        if !crate::leader::leading() {
+            return Err(plain_error(
+                "this agent cannot upgrade in place (it was not started by `agent run`); restart it instead".into(),
+            ));
+        }
+        let control = *self.control_fd.get().ok_or_else(|| {
+            plain_error(
+                "this agent's control socket is not its own to hand over; restart it instead"
+                    .into(),
+            )
+        })?;
+        let exe = crate::upgrade::executable_path()
+            .map_err(|e| plain_error(format!("cannot find the agent's executable: {e}")))?;
+        crate::upgrade::check_executable(&exe)
+            .await
+            .map_err(plain_error)?;
+        let _guard = self.activation.lock().await;
+        // A draining release or a one-off `exec` would be left unwatched: wait for them.
+        let deadline = Instant::now() + self.drain_timeout() + Duration::from_secs(2);
+        loop {
+            let current = self.state().current.as_ref().map(|p| p.pid);
+            let others: Vec<u32> = crate::upgrade::children()
+                .map_err(|e| plain_error(format!("cannot list the agent's processes: {e}")))?
+                .into_iter()
+                .filter(|&pid| Some(pid) != current)
+                .collect();
+            if others.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(plain_error(format!(
+                    "processes {others:?} (a draining release or a one-off `exec`) still run;                      try again once they end"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let current = self.state().current.clone();
+        let handed = match &current {
+            None => None,
+            Some(p) => {
+                let h = p.handable.as_ref().ok_or_else(|| {
+                    plain_error(format!(
+                        "pid {} of release {} cannot be handed over; restart the agent instead",
+                        p.pid, p.release
+                    ))
+                })?;
+                Some(HandedProcess {
+                    release: p.release.clone(),
+                    pid: p.pid,
+                    ready_for_ms: p.ready_at.elapsed().as_millis() as u64,
+                    notify_fd: h.notify.as_raw_fd(),
+                    notify_path: h.notify_path.clone(),
+                    stdout: h.output.stdout.as_ref().map(|f| f.as_raw_fd()),
+                    stderr: h.output.stderr.as_ref().map(|f| f.as_raw_fd()),
+                })
+            }
+        };
+        let handover = Handover {
+            version: crate::upgrade::HANDOVER_VERSION,
+            from_version: env!("CARGO_PKG_VERSION").to_string(),
+            by: by.to_string(),
+            asked_at_ms: crate::upgrade::now_ms(),
+            listeners: self
+                .listeners
+                .iter()
+                .map(|l| HandedListener {
+                    name: l.name.clone(),
+                    fd: l.socket.as_raw_fd(),
+                })
+                .collect(),
+            control,
+            reply_to: reply_to.as_raw_fd(),
+            current: handed,
+        };
+        let target = exe.clone();
+        let err = crate::leader::run(move || crate::upgrade::exec(&target, &handover))
+            .unwrap_or_else(|e| e);
+        drop(reply_to);
+        drop(current);
+        Err(plain_error(format!(
+            "cannot execute {}: {err}; the agent keeps running as it was",
+            exe.display()
+        )))
     }
 
     /// Sends `WATCHDOG=1` to systemd every half `timeout`, from a task on the agent's runtime
@@ -930,9 +1165,31 @@ impl Supervisor {
             ready_at: Instant::now(),
             stopped,
             exited,
+            handable: Handable::new(&notify, spawned.output),
         };
+        self.watch(
+            generation,
+            id.clone(),
+            pid,
+            notify,
+            Box::pin(async move { exit_rx.await.ok().and_then(Result::ok) }),
+            (stopped_tx, exited_tx),
+        );
+        Ok((proc, ready_ms))
+    }
+
+    /// Watches a ready process until it exits: its `STOPPING=1` and `WATCHDOG=1` (a silent
+    /// one is replaced as hung), then its exit, which goes to [`Self::on_exit`].
+    fn watch(
+        self: &Arc<Self>,
+        generation: u64,
+        release: ReleaseId,
+        pid: u32,
+        mut notify: NotifySocket,
+        mut exit: ExitFuture,
+        (stopped_tx, exited_tx): (watch::Sender<bool>, watch::Sender<bool>),
+    ) {
         let me = self.clone();
-        let release = id.clone();
         let watchdog = self.watchdog_timeout();
         tokio::spawn(async move {
             let mut notify_open = true;
@@ -958,7 +1215,7 @@ impl Supervisor {
                         Some(_) => {}
                         None => notify_open = false,
                     },
-                    st = &mut exit_rx => break st.ok().and_then(Result::ok),
+                    st = &mut exit => break st,
                     _ = expired => {
                         hung = true;
                         let silent = last_ping.map(|t| t.elapsed()).unwrap_or_default();
@@ -970,7 +1227,6 @@ impl Supervisor {
             exited_tx.send_replace(true);
             me.on_exit(generation, &release, pid, status);
         });
-        Ok((proc, ready_ms))
     }
 
     /// Tells `old` to drain and waits (briefly) until it stops accepting; SIGKILL follows at

@@ -130,6 +130,14 @@ pub enum Request {
         #[serde(default)]
         by: Option<String>,
     },
+    /// Replace the agent with the executable now at its path, in place: it re-executes
+    /// itself (same pid) and hands over its sockets and the running release, which keeps
+    /// serving. The new agent answers on the same connection once it has taken over.
+    Upgrade {
+        /// Who asks.
+        #[serde(default)]
+        by: Option<String>,
+    },
 }
 
 /// The largest `ready_timeout_ms` and `drain_timeout_ms`: one hour.
@@ -468,8 +476,34 @@ pub enum Reply {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// Answer to [`Request::Upgrade`], sent by the new agent once it has taken over.
+    Upgraded(Upgraded),
     /// The request failed; nothing changed unless the message says so.
     Error(ControlError),
+}
+
+/// What an in-place upgrade of the agent did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upgraded {
+    /// The version of the agent that handed over.
+    pub from_version: String,
+    /// The version now running.
+    pub to_version: String,
+    /// The agent's pid, the same before and after.
+    pub agent_pid: u32,
+    /// The release process that kept serving across the upgrade, if one ran.
+    pub kept: Option<KeptProcess>,
+    /// Milliseconds from the request to the new agent answering.
+    pub took_ms: u64,
+}
+
+/// A release process handed from one agent to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptProcess {
+    /// Its release.
+    pub release: ReleaseId,
+    /// Its pid.
+    pub pid: u32,
 }
 
 impl Reply {

@@ -113,6 +113,9 @@ fn requests() -> Vec<Request> {
             },
             by: Some("ana@laptop".into()),
         },
+        Request::Upgrade {
+            by: Some("root".into()),
+        },
     ]
 }
 
@@ -182,6 +185,16 @@ fn replies() -> Vec<Reply> {
             stdout: "migrated\n".into(),
             stderr: String::new(),
         },
+        Reply::Upgraded(Upgraded {
+            from_version: "0.1.0".into(),
+            to_version: "0.2.0".into(),
+            agent_pid: 812,
+            kept: Some(KeptProcess {
+                release: "20261128T153210.123Z-0badcafe".parse().unwrap(),
+                pid: 4242,
+            }),
+            took_ms: 35,
+        }),
         Reply::Error(ControlError {
             message: "release r2 exited with status 3 before it was ready".into(),
             release_log: vec!["boom".into()],
@@ -206,9 +219,10 @@ fn request_variant(r: &Request) -> usize {
         Request::EnvList => 10,
         Request::Exec { .. } => 11,
         Request::Configure { .. } => 12,
+        Request::Upgrade { .. } => 13,
     }
 }
-const REQUEST_VARIANTS: usize = 13;
+const REQUEST_VARIANTS: usize = 14;
 
 fn reply_variant(r: &Reply) -> usize {
     match r {
@@ -222,10 +236,11 @@ fn reply_variant(r: &Reply) -> usize {
         Reply::Env { .. } => 7,
         Reply::Configured { .. } => 8,
         Reply::Exec { .. } => 9,
-        Reply::Error(_) => 10,
+        Reply::Upgraded(_) => 10,
+        Reply::Error(_) => 11,
     }
 }
-const REPLY_VARIANTS: usize = 11;
+const REPLY_VARIANTS: usize = 12;
 
 #[test]
 fn every_variant_has_a_sample() {

@@ -13,6 +13,10 @@ pub fn run(cmd: AgentCommand) -> i32 {
     match cmd {
         AgentCommand::Run(args) => run_agent(args),
         AgentCommand::Ctl(args) => ctl(args),
+        AgentCommand::HandoverVersion => {
+            println!("{}", blargh_agent::upgrade::HANDOVER_VERSION);
+            0
+        }
     }
 }
 
@@ -67,6 +71,9 @@ fn ctl(a: CtlArgs) -> i32 {
             let result = rt.block_on(receive(&socket, r));
             return print_reply(result, a.json);
         }
+        CtlCommand::Upgrade { by } => Request::Upgrade {
+            by: by.or_else(whoami),
+        },
         CtlCommand::Status => Request::Status,
         CtlCommand::Releases => Request::Releases,
         CtlCommand::Activate {

@@ -346,6 +346,10 @@ pub enum AgentCommand {
     Run(AgentRunArgs),
     /// Talk to a running agent through its control socket.
     Ctl(CtlArgs),
+    /// Print the handover format this executable reads (an agent upgrading in place asks
+    /// the new executable first).
+    #[command(hide = true)]
+    HandoverVersion,
 }
 
 #[derive(Debug, Args)]
@@ -471,6 +475,14 @@ pub enum CtlCommand {
         /// blargh-ready) instead of waiting for READY=1.
         #[arg(long, value_name = "PATH")]
         ready_http: Option<String>,
+        /// Who asks, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Replace the running agent with the executable now at its path, in place: the same
+    /// process re-executes itself and keeps its sockets and the running release, which
+    /// serves on throughout. Fails, changing nothing, if the new executable cannot take over.
+    Upgrade {
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,

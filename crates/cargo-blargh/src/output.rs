@@ -205,6 +205,20 @@ pub fn render(reply: &Reply) -> Result<String, String> {
         Reply::Configured { settings } => {
             let _ = writeln!(s, "settings in effect: {settings}");
         }
+        Reply::Upgraded(u) => {
+            let _ = writeln!(
+                s,
+                "agent upgraded in place: {} -> {} (pid {}, {} ms); {}",
+                u.from_version,
+                u.to_version,
+                u.agent_pid,
+                u.took_ms,
+                match &u.kept {
+                    Some(k) => format!("release {} (pid {}) kept serving", k.release, k.pid),
+                    None => "no release was serving".to_string(),
+                }
+            );
+        }
         Reply::Exec {
             status,
             stdout,

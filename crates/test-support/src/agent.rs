@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use blargh_proto::control::{Activation, AgentStatus, AuditEvent, ControlError, Reply};
+use blargh_proto::control::{Activation, AgentStatus, AuditEvent, ControlError, Reply, Upgraded};
 
 /// Settings for a test agent; `Default` is what most tests want.
 #[derive(Debug, Clone, Default)]
@@ -196,6 +196,21 @@ impl TestAgent {
         activation(self.request(&args).unwrap())
     }
 
+    /// Asks the agent to upgrade in place (`agent ctl upgrade`) to the executable now at
+    /// its path (see [`install_agent`]).
+    pub fn upgrade(&self) -> Result<Upgraded, ControlError> {
+        match self.request(&["upgrade"]).unwrap() {
+            Reply::Upgraded(u) => Ok(u),
+            Reply::Error(e) => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// The agent's executable (the one `ctl` runs too).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// The agent's status.
     pub fn status(&self) -> AgentStatus {
         match self.request(&["status"]).unwrap() {
@@ -323,6 +338,21 @@ impl Drop for TestAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Puts a copy of `src` at `dest` the way seed installs an agent (written beside it, then
+/// renamed over it), with `mark` appended so that it differs from every other copy (a
+/// "newer" agent; an ELF file runs the same with bytes after its end). Returns its sha256.
+pub fn install_agent(src: &Path, dest: &Path, mark: &str) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(src)?;
+    bytes.extend_from_slice(mark.as_bytes());
+    let tmp = dest.with_extension("new");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, dest)?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 #[cfg(test)]
