@@ -385,7 +385,6 @@ fn locked_change(req: &Request) -> Option<(&'static str, Option<&str>)> {
         Request::EnvSet { by, .. } => Some(("env set", by.as_deref())),
         Request::EnvUnset { by, .. } => Some(("env unset", by.as_deref())),
         Request::Exec { by, .. } => Some(("exec", by.as_deref())),
-        Request::Upgrade { by } => Some(("upgrade", by.as_deref())),
         _ => None,
     }
 }

@@ -156,6 +156,17 @@ pub struct Supervisor {
     settings: Mutex<AgentSettings>,
     /// The control socket's listener, for an upgrade's handover.
     control_fd: std::sync::OnceLock<RawFd>,
+    /// Uploads in progress (an upgrade waits for them).
+    receiving: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts an upload in progress while it lives.
+struct Receiving<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Supervisor {
@@ -194,6 +205,7 @@ impl Supervisor {
             generation: AtomicU64::new(0),
             lock: DeployLock::new(layout_lock),
             control_fd: std::sync::OnceLock::new(),
+            receiving: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -442,7 +454,8 @@ impl Supervisor {
             .await
             .map_err(plain_error)?;
         let _guard = self.activation.lock().await;
-        // A draining release or a one-off `exec` would be left unwatched: wait for them.
+        // A draining release or a one-off `exec` would be left unwatched, and an upload
+        // cut off: wait for them.
         let deadline = Instant::now() + self.drain_timeout() + Duration::from_secs(2);
         loop {
             let current = self.state().current.as_ref().map(|p| p.pid);
@@ -451,13 +464,19 @@ impl Supervisor {
                 .into_iter()
                 .filter(|&pid| Some(pid) != current)
                 .collect();
-            if others.is_empty() {
+            let uploads = self.receiving.load(Ordering::SeqCst);
+            if others.is_empty() && uploads == 0 {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(plain_error(format!(
-                    "processes {others:?} (a draining release or a one-off `exec`) still run;                      try again once they end"
-                )));
+                return Err(plain_error(if uploads > 0 {
+                    format!("{uploads} upload(s) in progress; try again once the deploy is done")
+                } else {
+                    format!(
+                        "processes {others:?} (a draining release or a one-off `exec`) still \
+                         run; try again once they end"
+                    )
+                }));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -535,6 +554,8 @@ impl Supervisor {
         encoding: Encoding,
         by: &str,
     ) -> Result<(ReleaseManifest, bool), ControlError> {
+        self.receiving.fetch_add(1, Ordering::SeqCst);
+        let _receiving = Receiving(&self.receiving);
         let result = match encoding {
             Encoding::Raw => self.store.receive(reader, sha256, size, meta).await,
             Encoding::Frame => match self.decode_frame(reader, size).await {

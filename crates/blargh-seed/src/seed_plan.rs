@@ -309,13 +309,13 @@ mod tests {
     }
 
     #[test]
-    fn a_new_agent_restarts_the_service_and_nothing_else() {
+    fn a_new_agent_is_put_in_place_without_a_restart_and_nothing_else() {
         let plan = seed_plan(&two_listeners(), &Systemd);
         let (done, _) = applied(&plan, &["agent-binary"]);
-        assert_eq!(done, ["agent-binary", "systemd-restart"]);
+        assert_eq!(done, ["agent-binary", "systemd-upgrade"]);
         let plan = seed_plan(&two_listeners(), &OpenRc);
         let (done, _) = applied(&plan, &["agent-binary"]);
-        assert_eq!(done, ["agent-binary", "openrc-restart"]);
+        assert_eq!(done, ["agent-binary", "openrc-upgrade"]);
     }
 
     #[test]
@@ -440,6 +440,7 @@ mod tests {
                 "systemd-reload",
                 "systemd-enable",
                 "systemd-rebind-web",
+                "systemd-upgrade",
                 "systemd-restart",
                 "systemd-start",
                 "agent-answers"
@@ -454,7 +455,6 @@ mod tests {
             restart.when,
             When::Changed(vec![
                 "systemd-service".into(),
-                "agent-binary".into(),
                 "systemd-socket-web".into(),
                 "systemd-stale-sockets".into()
             ])

@@ -123,11 +123,22 @@ fn ctl(a: CtlArgs) -> i32 {
             by: by.or_else(whoami),
         },
     };
+    let upgrade = matches!(request, Request::Upgrade { .. });
     let result = rt.block_on(async {
         blargh_agent::client::request(&socket, &request, None)
             .await
             .map_err(|e| e.to_string())
     });
+    if upgrade
+        && let Ok(Reply::Error(e)) = &result
+        && e.message.contains("unknown variant `upgrade`")
+    {
+        eprintln!(
+            "error: the running agent predates in-place upgrades; restart its service instead \
+             (the app restarts with it)"
+        );
+        return blargh_seed::init::UPGRADE_UNKNOWN_EXIT;
+    }
     print_reply(result, a.json)
 }
 

@@ -99,3 +99,80 @@ pub fn for_platform(platform: &Platform) -> Result<Box<dyn InitAdapter>, Support
         other => Err(other),
     }
 }
+
+/// `agent ctl upgrade`'s exit code when the running agent does not know the request (it is
+/// older than in-place upgrades); 3 means no agent answered. Either way the service is
+/// restarted instead; any other failure changes nothing and stops the seed.
+pub const UPGRADE_UNKNOWN_EXIT: i32 = 4;
+
+/// The step that puts a new agent executable into service in place when only the executable
+/// changed (`agent ctl upgrade`: the same process re-executes it and the release keeps
+/// serving), or by `restart` when no agent answers or the running one predates in-place
+/// upgrades. A refusal (the new executable cannot run here, a deploy is uploading) fails
+/// the step with the agent's reason and leaves the running agent as it was.
+pub(crate) fn upgrade_step(
+    key: &str,
+    svc: &AgentService,
+    changed_binary_step: &str,
+    restart: &str,
+) -> crate::plan::Step {
+    let ctl = format!(
+        "timeout 120 {} agent ctl --root {} upgrade --by seed",
+        crate::shell::quote(&svc.agent),
+        crate::shell::quote(&svc.root)
+    );
+    crate::plan::Step::on_change(
+        key,
+        "put the new agent in place (the release keeps serving)",
+        vec![changed_binary_step.to_string()],
+        format!(
+            "{ctl}; rc=$?; case $rc in 0) ;; 3|{UPGRADE_UNKNOWN_EXIT}) echo 'no agent could upgrade in place: restarting the service' >&2; {restart} ;; *) exit $rc ;; esac"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    /// Runs the upgrade step's command with an "agent" that exits with `code`; what the
+    /// command exited with, and whether it restarted the service.
+    fn run_with_agent_exiting(code: i32) -> (i32, bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("blargh");
+        std::fs::write(&agent, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let marker = dir.path().join("restarted");
+        let svc = AgentService {
+            app: "shop".parse().unwrap(),
+            root: dir.path().display().to_string(),
+            agent: agent.display().to_string(),
+            listen: vec![],
+            drain_timeout_s: 30,
+            ready_timeout_s: 60,
+            keep_releases: 5,
+        };
+        let restart = format!(
+            "touch {}",
+            crate::shell::quote(&marker.display().to_string())
+        );
+        let step = upgrade_step("upgrade", &svc, "agent-binary", &restart);
+        let st = std::process::Command::new("sh")
+            .args(["-c", &step.apply])
+            .status()
+            .unwrap();
+        (st.code().unwrap(), marker.exists())
+    }
+
+    #[test]
+    fn an_upgrade_restarts_only_when_no_agent_could_do_it_in_place() {
+        // Upgraded in place: nothing else.
+        assert_eq!(run_with_agent_exiting(0), (0, false));
+        // No agent answered (none running yet), or it predates in-place upgrades: restart.
+        assert_eq!(run_with_agent_exiting(3), (0, true));
+        assert_eq!(run_with_agent_exiting(UPGRADE_UNKNOWN_EXIT), (0, true));
+        // The agent refused (the new executable cannot run here): no restart, the step fails.
+        assert_eq!(run_with_agent_exiting(1), (1, false));
+    }
+}

@@ -67,10 +67,16 @@ impl InitAdapter for OpenRc {
             format!("rc-update show default | grep -qw {unit}"),
             format!("rc-update add {unit} default"),
         ));
+        plan.push(super::upgrade_step(
+            "openrc-upgrade",
+            svc,
+            changed_binary_step,
+            &format!("rc-service {unit} restart"),
+        ));
         plan.push(Step::on_change(
             "openrc-restart",
             format!("restart {unit}"),
-            vec!["openrc-script".into(), changed_binary_step.to_string()],
+            vec!["openrc-script".into()],
             format!("rc-service {unit} restart"),
         ));
         plan.push(Step::ensure(

@@ -228,10 +228,15 @@ impl InitAdapter for Systemd {
                 format!("systemctl stop {unit}.service; systemctl restart {file}"),
             ));
         }
-        let mut restart_after = vec![
-            "systemd-service".to_string(),
-            changed_binary_step.to_string(),
-        ];
+        plan.push(super::upgrade_step(
+            "systemd-upgrade",
+            svc,
+            changed_binary_step,
+            &format!("systemctl restart {unit}.service"),
+        ));
+        // A new executable alone is put in place by the upgrade; a changed unit needs a
+        // restart to take effect.
+        let mut restart_after = vec!["systemd-service".to_string()];
         restart_after.extend(socket_keys);
         restart_after.push("systemd-stale-sockets".into());
         plan.push(Step::on_change(
