@@ -126,7 +126,13 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
         let _ = std::fs::remove_file(layout.socket());
         Ok::<(), String>(())
     };
-    rt.spawn(async move { crate::leader::finish(main.await) });
+    let main = rt.spawn(main);
+    rt.spawn(async move {
+        crate::leader::finish(match main.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the agent's main task failed: {e}")),
+        })
+    });
     let result = leader.serve(&rt);
     // Tasks still running (connections, copiers) end with the runtime, without waiting.
     rt.shutdown_background();
