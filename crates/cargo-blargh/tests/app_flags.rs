@@ -1,8 +1,8 @@
 //! Flags of the day-to-day commands that no other test drives, each through the real CLI:
-//! `--manifest-path` (deploy, init: no server), and against an OpenSSH sshd and an agent
-//! on loopback (root only; test_support::loopback): `exec` and its `--timeout`, `lock
-//! acquire --expiry / --force`, `lock release --force`, `audit -n`, `logs -n` and
-//! `logs -f`.
+//! `--manifest-path` (deploy, init) and `deploy --target` (no server), and against an
+//! OpenSSH sshd and an agent on loopback (root only; test_support::loopback): `exec` and
+//! its `--timeout`, `lock acquire --expiry / --force`, `lock release --force`, `audit -n`,
+//! `logs -n`, `logs -f`, `--accept-new-host-key` and `rollback RELEASE`.
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -302,5 +302,122 @@ fn audit_and_logs_take_their_line_counts_and_logs_follows() {
     assert!(
         seen.lines().count() > 1,
         "the last line, then the new ones:\n{seen}"
+    );
+}
+
+/// `deploy --target TRIPLE` builds for that triple (cargo's `target/TRIPLE/release`) and
+/// ships what it built; the configuration names no target.
+#[test]
+fn target_flag_builds_for_that_triple() {
+    let app = AppDir::new(Path::new(BIN));
+    app.configure("onebin", "hosts = [\"deploy@192.0.2.1\"]");
+    std::fs::create_dir_all(app.path().join("src")).unwrap();
+    std::fs::write(app.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let triple = "x86_64-unknown-linux-gnu";
+    let out = app
+        .command(&["deploy", "--dry-run", "--target", triple])
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .unwrap();
+    let t = ok(&out);
+    let shipped = app.path().join(format!("target/{triple}/release/onebin"));
+    assert!(
+        t.contains(&format!("would deploy {} (", shipped.display())),
+        "{t}"
+    );
+    assert!(
+        shipped.exists(),
+        "{} was not built:\n{t}",
+        shipped.display()
+    );
+}
+
+/// `--accept-new-host-key` records the key of a host that `--known-hosts` does not know
+/// yet, after which the host is known; without it such a host is refused.
+#[test]
+fn accept_new_host_key_records_an_unknown_host() {
+    if !can_run("accept_new_host_key_records_an_unknown_host") {
+        return;
+    }
+    let server = LocalServer::start(Path::new(BIN), "flagkeys");
+    let app = AppDir::new(Path::new(BIN));
+    app.configure(
+        "hello",
+        &format!(
+            "hosts = [\"{}\"]\napp = \"flagkeys\"\n{}",
+            server.destination(),
+            server.listen_line()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(&ssh_config, "").unwrap();
+    let flags = [
+        "-i".to_string(),
+        server.key().display().to_string(),
+        "--known-hosts".into(),
+        known_hosts.display().to_string(),
+        "--ssh-config".into(),
+        ssh_config.display().to_string(),
+    ];
+    let out = app.run(&["status"], &flags);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an unknown host:\n{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), "");
+
+    ok(&app.run(&["status", "--accept-new-host-key"], &flags));
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    let key = server.known_hosts_line();
+    let key = key.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    assert!(recorded.contains(&key), "{key} not in:\n{recorded}");
+    ok(&app.run(&["status"], &flags));
+}
+
+/// `rollback RELEASE` goes to the release named, not to the previous one.
+#[test]
+fn rollback_to_a_named_release_skips_the_previous_one() {
+    if !can_run("rollback_to_a_named_release_skips_the_previous_one") {
+        return;
+    }
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let v2 = hello::build("v2", Profile::Debug).unwrap();
+    let h = Host::start("flagback", &v1);
+    // v1 with bytes appended: another release, the same program.
+    let dir = tempfile::tempdir().unwrap();
+    let v1x = dir.path().join("hello-v1x");
+    let mut bytes = std::fs::read(&v1).unwrap();
+    bytes.extend_from_slice(b"a third release");
+    std::fs::write(&v1x, bytes).unwrap();
+    std::fs::set_permissions(&v1x, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    h.ok(&["deploy", "--binary", v2.to_str().unwrap()]);
+    h.ok(&["deploy", "--binary", v1x.to_str().unwrap()]);
+    let releases = json(&h.run(&["releases", "--json"]));
+    let id_of = |what: &str| -> String {
+        releases[0]["reply"]["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[what] == true || r["manifest"]["sha256"] == what)
+            .unwrap_or_else(|| panic!("no {what} in {releases}"))["manifest"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    use sha2::Digest;
+    let v1_sha = hex::encode(sha2::Sha256::digest(std::fs::read(&v1).unwrap()));
+    let (first, previous) = (id_of(&v1_sha), id_of("previous"));
+    assert_ne!(first, previous, "v2 is the previous release");
+    h.ok(&["rollback", &first]);
+    let status = json(&h.run(&["status", "--json"]));
+    assert_eq!(
+        status[0]["reply"]["current"]["id"], first,
+        "rollback RELEASE went elsewhere: {status}"
     );
 }
