@@ -1,9 +1,9 @@
 //! Stage now, switch later: `deploy --stage` ships and verifies a release on every host and
 //! starts nothing; `cargo blargh activate RELEASE` switches to it later, on one host
 //! (`--host`) or on all, under load with no failed request; a release that a host lacks
-//! is refused on every host before anything changes; `activate --parallel` switches the
-//! hosts at once and `activate -m` is the reason in each agent's audit log (two loopback
-//! sshd hosts, root only).
+//! is refused on every host before anything changes; `activate --parallel` (and `deploy
+//! --parallel`) switch the hosts at once and `activate -m` is the reason in each agent's
+//! audit log (two loopback sshd hosts, root only).
 
 use std::path::Path;
 
@@ -166,7 +166,7 @@ fn a_staged_release_starts_nothing_until_activated_host_by_host() {
 
 /// `activate` shares deploy's switch: without `--parallel` each host's `before_activate`
 /// runs after the one before it has switched, with `--parallel` both run at once (each
-/// logs its start and end in one shared file); and `-m` is the reason the agent of every
+/// logs its start and end in one shared file), as with `deploy --parallel`; and `-m` is the reason the agent of every
 /// host writes on the activation's line of its audit log (as `deploy -m` is kept in the
 /// release's manifest).
 #[test]
@@ -244,13 +244,11 @@ fn activate_parallel_switches_at_once_and_its_message_reaches_the_audit_log() {
             assert_eq!(m["message"], why, "deploy -m is not in the manifest: {m}");
         }
     }
-    // Activates `sha` with `extra` flags; returns the order of the before_activate runs
-    // and the release id each host activated.
-    let activate = |sha: &str, extra: &[&str]| -> (String, Vec<String>) {
+    // Runs `args` (an activate or a deploy) with --json; returns the order of the
+    // before_activate runs and the release id each host activated.
+    let switch = |args: &[&str]| -> (String, Vec<String>) {
         let _ = std::fs::remove_file(&log);
-        let mut args = vec!["activate", sha, "--json"];
-        args.extend_from_slice(extra);
-        let out = app.run(&args, &key);
+        let out = app.run(&[args, &["--json"]].concat(), &key);
         let t = ok(&out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let ids: Vec<String> = report["hosts"]
@@ -270,12 +268,19 @@ fn activate_parallel_switches_at_once_and_its_message_reaches_the_audit_log() {
             .join(" ");
         (order, ids)
     };
-    let (order, ids1) = activate(&s1, &["-m", "one host after the other"]);
+    let (order, ids1) = switch(&["activate", &s1, "-m", "one host after the other"]);
     assert_eq!(order, "start end start end");
     assert_eq!(current_shas(&app, &key), [s1.clone(), s1.clone()]);
-    let (order, ids2) = activate(&s2, &["--parallel", "-m", "both at once"]);
+    let (order, ids2) = switch(&["activate", &s2, "--parallel", "-m", "both at once"]);
     assert_eq!(order, "start start end end", "--parallel was not parallel");
     assert_eq!(current_shas(&app, &key), [s2.clone(), s2.clone()]);
+    // deploy takes the flag too (the key `parallel` is config_keys' to prove).
+    let (order, _) = switch(&["deploy", "--parallel", "--binary", v1.to_str().unwrap()]);
+    assert_eq!(
+        order, "start start end end",
+        "deploy --parallel was not parallel"
+    );
+    assert_eq!(current_shas(&app, &key), [s1.clone(), s1.clone()]);
 
     // Each host's audit log: the activation of each release, with its message.
     let out = app.run(&["audit", "--json", "-n", "100"], &key);
