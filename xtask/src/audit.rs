@@ -52,7 +52,11 @@ pub struct AcceptedEntry {
 
 /// `cargo xtask audit [--update-db CLONE]`.
 pub fn run(args: &[String]) -> Result<(), String> {
-    let root = workspace_root();
+    run_in(&workspace_root(), args)
+}
+
+/// [`run`] on the workspace at `root` (its `audit/` and `Cargo.lock`).
+fn run_in(root: &Path, args: &[String]) -> Result<(), String> {
     let db_dir = root.join("audit/advisory-db");
     match args {
         [] => {}
@@ -389,6 +393,134 @@ mod tests {
                 .unwrap()
                 .accepted
                 .is_empty()
+        );
+    }
+
+    /// Runs git in `dir` with a fixed identity and clock, so the commit's date is known.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .env("GIT_AUTHOR_DATE", "2099-03-04T05:06:07Z")
+            .env("GIT_COMMITTER_DATE", "2099-03-04T05:06:07Z")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A workspace root holding a copy of the repository's `audit/` (the real snapshot) and
+    /// a Cargo.lock with the fixture's crates.
+    fn workspace_copy(dir: &Path) -> PathBuf {
+        let root = dir.join("ws");
+        copy_tree(&workspace_root().join("audit"), &root.join("audit")).unwrap();
+        fixture_lock(&root, "1.1.9");
+        root
+    }
+
+    fn update(root: &Path, clone: &Path) -> Result<(), String> {
+        run_in(
+            root,
+            &["--update-db".to_string(), clone.display().to_string()],
+        )
+    }
+
+    /// `--update-db CLONE` swaps the snapshot's advisories for the clone's and records the
+    /// clone's commit and date; the check then reads the new database.
+    #[test]
+    fn update_db_replaces_the_snapshot_and_records_the_clone_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let clone = dir.path().join("advisory-db");
+        fixture_db(&clone);
+        git(&clone, &["init", "-q"]);
+        git(&clone, &["add", "."]);
+        git(&clone, &["commit", "-q", "-m", "two made-up advisories"]);
+        let commit = git(&clone, &["rev-parse", "HEAD"]);
+        let root = workspace_copy(dir.path());
+        let db_dir = root.join("audit/advisory-db");
+        let before = std::fs::read_to_string(db_dir.join("SNAPSHOT")).unwrap();
+        assert!(!before.contains(&commit), "{before}");
+        assert!(db_dir.join("crates/hyper").is_dir(), "the real snapshot");
+
+        update(&root, &clone).unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(db_dir.join("SNAPSHOT")).unwrap(),
+            format!(
+                "source: https://github.com/rustsec/advisory-db
+commit: {commit}
+date: 2099-03-04
+"
+            )
+        );
+        let mut crates: Vec<String> = std::fs::read_dir(db_dir.join("crates"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        crates.sort();
+        assert!(
+            crates == ["demo-crate", "old-crate"],
+            "the old advisories stayed: {} crates, {:?}…",
+            crates.len(),
+            &crates[..crates.len().min(4)]
+        );
+        assert!(db_dir.join("LICENSE.txt").is_file(), "the rest stays");
+        let ids: Vec<String> = scan(&db_dir, &root.join("Cargo.lock"))
+            .unwrap()
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(ids, ["RUSTSEC-2099-0001", "RUSTSEC-2099-0002"]);
+        // The repository's own snapshot was not touched.
+        let ours =
+            std::fs::read_to_string(workspace_root().join("audit/advisory-db/SNAPSHOT")).unwrap();
+        assert!(!ours.contains(&commit), "{ours}");
+    }
+
+    /// A path that is not a clone of the database is refused with what to give instead, and
+    /// the snapshot stays as it was.
+    #[test]
+    fn update_db_refuses_what_is_not_a_clone_and_keeps_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = workspace_copy(dir.path());
+        let db_dir = root.join("audit/advisory-db");
+        let snapshot = std::fs::read_to_string(db_dir.join("SNAPSHOT")).unwrap();
+        let count = || std::fs::read_dir(db_dir.join("crates")).unwrap().count();
+        let crates = count();
+
+        let missing = dir.path().join("no-such-clone");
+        let e = update(&root, &missing).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{} has no crates/ directory; give a clone of https://github.com/rustsec/advisory-db",
+                missing.display()
+            )
+        );
+        // Advisories, but not a git clone: no commit to record, nothing replaced.
+        let copied = dir.path().join("copied");
+        fixture_db(&copied);
+        let e = update(&root, &copied).unwrap_err();
+        assert!(
+            e.starts_with("git [\"rev-parse\", \"HEAD\"] in ")
+                && e.contains("not a git repository"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(db_dir.join("SNAPSHOT")).unwrap(),
+            snapshot
+        );
+        assert_eq!(count(), crates);
+        let e = run_in(&root, &["--update-db".to_string()]).unwrap_err();
+        assert!(
+            e.starts_with("usage: cargo xtask audit [--update-db "),
+            "{e}"
         );
     }
 

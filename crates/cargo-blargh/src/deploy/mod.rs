@@ -208,7 +208,7 @@ pub async fn activate_staged(
             let mut host = open_host(s, dest, None, who, connect_args, bar).await?;
             match find_staged(&mut host, release).await {
                 Ok(()) => Ok(host),
-                Err(e) => Err(give_up(host, who.holder, e).await),
+                Err(e) => Err(give_up(host, Some(who.holder), e).await),
             }
         });
     }
@@ -294,10 +294,14 @@ pub fn pick_release<'a>(
     }
 }
 
-/// Unlocks and closes a host that will take no part, and reports why.
-async fn give_up(host: Host, holder: &str, error: String) -> HostReport {
+/// The one way out for a host that will take no part: releases the deploy lock (when
+/// `holder`, this deploy, has taken it), closes the agent channel and the session, and
+/// reports the host failed with `error`.
+async fn give_up(host: Host, holder: Option<&str>, error: String) -> HostReport {
     let mut host = host;
-    let _ = host.ra.lock_release(holder, false).await;
+    if let Some(holder) = holder {
+        let _ = host.ra.lock_release(holder, false).await;
+    }
     remote_agent::close(host.ra).await;
     let _ = host.session.close().await;
     host.bar.finish_and_clear();
@@ -442,11 +446,6 @@ async fn prepare(
     bar: ProgressBar,
 ) -> Result<Host, HostReport> {
     let mut host = open_host(s, dest, Some(binary), who, connect_args, bar.clone()).await?;
-    let name = host.report.host.clone();
-    let fail = |e: String| {
-        bar.finish_and_clear();
-        failed_report(&name, e)
-    };
     let Who { sha256, by, holder } = who;
     let t1 = Instant::now();
     bar.set_message("shipping the release (nothing, a delta, or the whole file)");
@@ -458,12 +457,7 @@ async fn prepare(
             host.report.bytes_sent = sh.bytes;
             host.report.previous = sh.current;
         }
-        Err(e) => {
-            let _ = host.ra.lock_release(holder, false).await;
-            remote_agent::close(host.ra).await;
-            let _ = host.session.close().await;
-            return Err(fail(e));
-        }
+        Err(e) => return Err(give_up(host, Some(holder), e).await),
     }
     host.report.ms[1] = t1.elapsed().as_millis() as u64;
     bar.set_message(format!(
@@ -535,13 +529,9 @@ async fn open_host(
         Err(e) => return Err(fail(format!("{name}: {e}"))),
     };
     if diffs.iter().any(crate::drift::Difference::needs_root) {
-        remote_agent::close(host.ra).await;
-        let _ = host.session.close().await;
-        return Err(fail(crate::drift::refusal(
-            &name,
-            &diffs,
-            &s.wanted.seed_command,
-        )));
+        // Not locked yet: nothing to release.
+        let refusal = crate::drift::refusal(&name, &diffs, &s.wanted.seed_command);
+        return Err(give_up(host, None, refusal).await);
     }
     bar.set_message("taking the deploy lock");
     let message = s
@@ -571,17 +561,13 @@ async fn open_host(
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = applied {
-            let _ = host.ra.lock_release(holder, false).await;
-            remote_agent::close(host.ra).await;
-            let _ = host.session.close().await;
-            return Err(fail(format!(
-                "{name}: applying {}: {e}; nothing was sent",
-                diffs
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            let what = diffs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let e = format!("{name}: applying {what}: {e}; nothing was sent");
+            return Err(give_up(host, Some(holder), e).await);
         }
         host.report.applied = diffs.iter().map(ToString::to_string).collect();
     }
