@@ -1,5 +1,8 @@
-//! An HTTP/1 server for any tower service (an axum `Router` included) that drains on SIGTERM
-//! without failing a request: the piece that makes a release switch invisible to clients.
+//! An HTTP/1 and HTTP/2 server for any tower service (an axum `Router` included) that drains
+//! on SIGTERM without failing a request: the piece that makes a release switch invisible to
+//! clients. HTTP/2 is spoken to clients that open with its preface (h2c with prior knowledge,
+//! or h2 chosen by ALPN over TLS); a draining HTTP/2 connection gets GOAWAY at once, so the
+//! client opens its next streams elsewhere while the ones in flight finish.
 
 use std::convert::Infallible;
 use std::io;
@@ -9,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -135,6 +138,8 @@ where
 struct Activity {
     in_flight: AtomicUsize,
     last: Mutex<Instant>,
+    /// The connection speaks HTTP/2 (seen on its first request).
+    h2: AtomicBool,
 }
 
 impl Activity {
@@ -154,13 +159,14 @@ impl Activity {
     }
 }
 
-async fn serve_connection<S, B>(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<I, S, B>(
+    stream: I,
     service: S,
     draining: Arc<AtomicBool>,
     mut drain_rx: tokio::sync::watch::Receiver<bool>,
     idle_close_after: Duration,
 ) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
@@ -173,6 +179,7 @@ async fn serve_connection<S, B>(
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last: Mutex::new(Instant::now()),
+        h2: AtomicBool::new(false),
     });
     let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -181,10 +188,15 @@ async fn serve_connection<S, B>(
         let draining = draining.clone();
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.touch();
+        let h1 = req.version() < Version::HTTP_2;
+        if !h1 {
+            activity.h2.store(true, Ordering::SeqCst);
+        }
         async move {
             let mut res = service.oneshot(req).await?;
-            if draining.load(Ordering::SeqCst) {
-                // hyper closes the connection after writing a response that says so.
+            if h1 && draining.load(Ordering::SeqCst) {
+                // hyper closes the connection after writing a response that says so. (An
+                // HTTP/2 connection got GOAWAY instead: the header is not allowed there.)
                 res.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -193,9 +205,8 @@ async fn serve_connection<S, B>(
             Ok::<_, Infallible>(res)
         }
     });
-    let conn = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
 
     // Serve normally until the release starts draining.
@@ -205,7 +216,13 @@ async fn serve_connection<S, B>(
             _ = drain_rx.changed() => {}
         }
     }
-    // Draining: requests get `Connection: close`; a connection left idle is closed.
+    // HTTP/2: GOAWAY now; the streams in flight finish, new ones go to the next release.
+    if activity.h2.load(Ordering::SeqCst) {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+        return;
+    }
+    // HTTP/1: requests get `Connection: close`; a connection left idle is closed.
     loop {
         let wait = match activity.idle_for() {
             Some(idle) if idle >= idle_close_after => {
