@@ -51,3 +51,5 @@ pub mod shutdown;
 pub use listen::{listen, listener};
 #[cfg(feature = "axum")]
 pub use serve::{DrainConfig, serve, serve_with};
+#[cfg(feature = "tls")]
+pub use serve::{HANDSHAKE_TIMEOUT, serve_tls};

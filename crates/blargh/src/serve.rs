@@ -58,13 +58,71 @@ where
 
 /// Serves `service` on `listener`: signals readiness, accepts until SIGTERM or SIGINT, then
 /// stops accepting, tells the agent (`STOPPING=1`), answers the next request on every
-/// keep-alive connection with `Connection: close`, lets responses in progress (streams,
-/// upgrades) run until they end, closes connections idle for `idle_close_after`, and returns
-/// once no connection is left or the deadline has passed.
+/// HTTP/1 keep-alive connection with `Connection: close`, sends GOAWAY on every HTTP/2 one,
+/// lets responses in progress (streams, upgrades) run until they end, closes connections
+/// idle for `idle_close_after`, and returns once no connection is left or the deadline has
+/// passed.
 pub async fn serve_with<S, B>(
     listener: std::net::TcpListener,
     service: S,
     config: DrainConfig,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(listener, service, config, None).await
+}
+
+/// [`serve`] over TLS: each connection's handshake (at most [`HANDSHAKE_TIMEOUT`]) uses
+/// `tls`, whose ALPN list decides between HTTP/2 (`h2`) and HTTP/1.1; a certificate resolver
+/// in it may change certificates at any time (renewal without a restart).
+#[cfg(feature = "tls")]
+pub async fn serve_tls<S, B>(
+    listener: std::net::TcpListener,
+    service: S,
+    tls: Arc<rustls::ServerConfig>,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(
+        listener,
+        service,
+        DrainConfig::default(),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    )
+    .await
+}
+
+/// How long a client may take to finish its TLS handshake.
+#[cfg(feature = "tls")]
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+/// Without the `tls` feature there is never an acceptor.
+#[cfg(not(feature = "tls"))]
+type Acceptor = Infallible;
+
+async fn serve_on<S, B>(
+    listener: std::net::TcpListener,
+    service: S,
+    config: DrainConfig,
+    tls: Option<Acceptor>,
 ) -> io::Result<()>
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -92,13 +150,29 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(
-                        stream,
-                        service.clone(),
-                        draining.clone(),
-                        drain_rx.clone(),
-                        config.idle_close_after,
-                    ));
+                    let (service, draining, drain_rx) =
+                        (service.clone(), draining.clone(), drain_rx.clone());
+                    let idle = config.idle_close_after;
+                    match &tls {
+                        None => {
+                            conns.spawn(serve_connection(stream, service, draining, drain_rx, idle));
+                        }
+                        #[cfg(feature = "tls")]
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            conns.spawn(async move {
+                                // A client that never finishes its handshake holds nothing.
+                                if let Ok(Ok(stream)) =
+                                    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await
+                                {
+                                    serve_connection(stream, service, draining, drain_rx, idle)
+                                        .await;
+                                }
+                            });
+                        }
+                        #[cfg(not(feature = "tls"))]
+                        Some(never) => match *never {},
+                    }
                 }
                 // Out of fds or a connection reset while queued: keep serving.
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
