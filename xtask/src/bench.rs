@@ -31,12 +31,14 @@ struct Ctx {
 /// Runs every benchmark; `--seconds N` sets each load phase's length (default 8).
 /// `cargo xtask bench seed` times seeding a systemd VM instead; `cargo xtask bench deploy`
 /// compares deploys with scp + systemctl restart on one; `cargo xtask bench roundtrips`
-/// times everyday commands on loopback and on a VM.
+/// times everyday commands on loopback and on a VM; `cargo xtask bench tls` compares HTTPS
+/// served by the library with nginx terminating TLS.
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("seed") => return crate::bench_seed::run(),
         Some("deploy") => return crate::bench_deploy::run(),
         Some("roundtrips") => return crate::bench_roundtrips::run(&args[1..]),
+        Some("tls") => return crate::bench_tls::run(8),
         _ => {}
     }
     let secs = match args {

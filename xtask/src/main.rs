@@ -12,6 +12,7 @@ mod bench;
 mod bench_deploy;
 mod bench_roundtrips;
 mod bench_seed;
+mod bench_tls;
 mod demo;
 mod mutants;
 mod prereqs;

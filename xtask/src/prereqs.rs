@@ -7,6 +7,7 @@ use std::process::Command;
 /// (a file the package provides, the package).
 const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/wrk", "wrk"),
+    ("/usr/bin/h2load", "nghttp2-client"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/ssh", "openssh-client"),
     ("/usr/bin/ssh-keygen", "openssh-client"),

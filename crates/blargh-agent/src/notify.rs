@@ -19,6 +19,8 @@ pub enum NotifyEvent {
     Watchdog,
     /// A free-form status line.
     Status(String),
+    /// A certificate the app serves (`X_BLARGH_CERT`).
+    Certificate(blargh_proto::control::CertStatus),
 }
 
 /// Parses one notify datagram (newline-separated `KEY=VALUE` assignments).
@@ -30,6 +32,9 @@ pub fn parse(datagram: &[u8]) -> Vec<NotifyEvent> {
             Some(("STOPPING", "1")) => Some(NotifyEvent::Stopping),
             Some(("WATCHDOG", "1")) => Some(NotifyEvent::Watchdog),
             Some(("STATUS", s)) => Some(NotifyEvent::Status(s.to_string())),
+            Some((blargh_proto::env::CERT_NOTIFY, json)) => serde_json::from_str(json)
+                .ok()
+                .map(NotifyEvent::Certificate),
             _ => None,
         })
         .collect()
@@ -141,6 +146,15 @@ mod tests {
             ]
         );
         assert_eq!(parse(b"STOPPING=1"), vec![NotifyEvent::Stopping]);
+        assert_eq!(
+            parse(br#"X_BLARGH_CERT={"domain":"a.example","not_after":"2027-01-01T00:00:00Z","issuer":"Pebble"}"#),
+            vec![NotifyEvent::Certificate(blargh_proto::control::CertStatus {
+                domain: "a.example".into(),
+                not_after: "2027-01-01T00:00:00Z".into(),
+                issuer: "Pebble".into(),
+            })]
+        );
+        assert_eq!(parse(b"X_BLARGH_CERT=not json"), vec![]);
         assert_eq!(
             parse(b"READY=0\nWATCHDOG=1\nWATCHDOG=trigger"),
             vec![NotifyEvent::Watchdog]

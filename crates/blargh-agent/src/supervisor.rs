@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blargh_proto::control::{
-    Activation, AgentSettings, AgentStatus, AppState, AutoRollback, ControlError, Encoding,
-    KeptProcess, ListenerInfo, LockInfo, LockRequest, Readiness, Reply, Upgraded,
+    Activation, AgentSettings, AgentStatus, AppState, AutoRollback, CertStatus, ControlError,
+    Encoding, KeptProcess, ListenerInfo, LockInfo, LockRequest, Readiness, Reply, Upgraded,
 };
 use blargh_proto::manifest::ReleaseMeta;
 use blargh_proto::{ReleaseId, ReleaseManifest};
@@ -100,6 +100,8 @@ struct State {
     loop_delay: Option<Duration>,
     /// Watch over a fresh activation: roll back by itself if it crashes too soon.
     guard: Option<Guard>,
+    /// The certificates the app last reported, by domain.
+    certificates: std::collections::BTreeMap<String, CertStatus>,
 }
 
 /// The automatic rollback armed by an activation.
@@ -201,6 +203,7 @@ impl Supervisor {
                 crashes: VecDeque::new(),
                 loop_delay: None,
                 guard: None,
+                certificates: Default::default(),
             }),
             generation: AtomicU64::new(0),
             lock: DeployLock::new(layout_lock),
@@ -421,6 +424,11 @@ impl Supervisor {
             Some(&detail),
         );
         report
+    }
+
+    /// Keeps the app's latest report of a certificate it serves, for `status`.
+    fn note_certificate(&self, c: CertStatus) {
+        self.state().certificates.insert(c.domain.clone(), c);
     }
 
     /// Records the control socket's listener, which an upgrade hands over.
@@ -935,6 +943,7 @@ impl Supervisor {
         AgentStatus {
             app: self.cfg.app.clone(),
             settings: self.settings(),
+            certificates: st.certificates.values().cloned().collect(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             agent_pid: std::process::id(),
             state: st.app,
@@ -1132,7 +1141,11 @@ impl Supervisor {
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
-                ev = notify.recv() => if by_notify && ev == Some(NotifyEvent::Ready) { break Outcome::Ready },
+                ev = notify.recv() => match ev {
+                    Some(NotifyEvent::Ready) if by_notify => break Outcome::Ready,
+                    Some(NotifyEvent::Certificate(c)) => self.note_certificate(c),
+                    _ => {}
+                },
                 _ = &mut by_http => break Outcome::Ready,
                 st = &mut exit_rx => break Outcome::Exited(describe_exit(st.ok().and_then(Result::ok))),
                 _ = &mut deadline => break Outcome::Timeout,
@@ -1233,6 +1246,7 @@ impl Supervisor {
                     ev = notify.recv(), if notify_open => match ev {
                         Some(NotifyEvent::Stopping) => { stopped_tx.send_replace(true); }
                         Some(NotifyEvent::Watchdog) => last_ping = Some(Instant::now()),
+                        Some(NotifyEvent::Certificate(c)) => me.note_certificate(c),
                         Some(_) => {}
                         None => notify_open = false,
                     },

@@ -571,6 +571,21 @@ pub struct AgentStatus {
     pub listeners: Vec<ListenerInfo>,
     /// The settings in effect (flags, overridden by `configure`).
     pub settings: AgentSettings,
+    /// The TLS certificates the app serves, as it last reported them (see
+    /// [`crate::env::CERT_NOTIFY`]); empty when it serves none or reports nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertStatus>,
+}
+
+/// A certificate the app serves, as the app reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertStatus {
+    /// The domain it is for.
+    pub domain: String,
+    /// When it expires (RFC 3339, UTC).
+    pub not_after: String,
+    /// Who issued it (`self-signed` for a development certificate).
+    pub issuer: String,
 }
 
 /// One listening socket held by the agent.

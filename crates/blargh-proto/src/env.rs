@@ -39,3 +39,8 @@ pub const LISTEN_FDS_START: i32 = 3;
 pub const NOTIFY_READY: &str = "READY=1";
 /// Sent by the app once it has stopped accepting new connections while draining.
 pub const NOTIFY_STOPPING: &str = "STOPPING=1";
+
+/// The sd_notify variable an app sends to report a certificate it serves:
+/// `X_BLARGH_CERT={"domain":…,"not_after":…,"issuer":…}` (JSON of
+/// [`crate::control::CertStatus`]); the agent shows the last report per domain in `status`.
+pub const CERT_NOTIFY: &str = "X_BLARGH_CERT";

@@ -139,6 +139,11 @@ fn replies() -> Vec<Reply> {
                 address: "0.0.0.0:80".into(),
             }],
             settings: settings(),
+            certificates: vec![CertStatus {
+                domain: "shop.example".into(),
+                not_after: "2027-03-01T00:00:00Z".into(),
+                issuer: "(STAGING) Pebble Intermediate CA".into(),
+            }],
         }),
         Reply::Releases {
             releases: vec![ReleaseEntry {

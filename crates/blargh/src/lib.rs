@@ -21,9 +21,10 @@
 //!             async move { format!("hello from {id}\n") }
 //!         }),
 //!     );
-//!     // Signals readiness, serves, and on SIGTERM drains: stops accepting, answers the next
-//!     // request on each keep-alive connection with `Connection: close`, lets streaming
-//!     // responses finish until the drain deadline, then returns.
+//!     // Signals readiness, serves HTTP/1 and HTTP/2 (h2c), and on SIGTERM drains: stops
+//!     // accepting, answers the next request on each HTTP/1 keep-alive connection with
+//!     // `Connection: close`, sends GOAWAY on each HTTP/2 one, lets streaming responses
+//!     // finish until the drain deadline, then returns.
 //!     blargh::serve(listener, app).await
 //! }
 //! ```
@@ -50,3 +51,5 @@ pub mod shutdown;
 pub use listen::{listen, listener};
 #[cfg(feature = "axum")]
 pub use serve::{DrainConfig, serve, serve_with};
+#[cfg(feature = "tls")]
+pub use serve::{HANDSHAKE_TIMEOUT, serve_tls};

@@ -53,3 +53,19 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
 pub fn status(text: &str) -> io::Result<()> {
     sd_notify::notify(&[NotifyState::Status(text)])
 }
+
+/// Reports a certificate this app serves to the agent, which shows its expiry in `cargo
+/// blargh status` (the agent cannot read the app's data directory, where it lives).
+/// `not_after` is RFC 3339; `issuer` is `self-signed` for a development certificate.
+pub fn certificate(domain: &str, not_after: &str, issuer: &str) -> io::Result<()> {
+    let report = blargh_proto::control::CertStatus {
+        domain: domain.to_string(),
+        not_after: not_after.to_string(),
+        issuer: issuer.to_string(),
+    };
+    let json = serde_json::to_string(&report).map_err(io::Error::other)?;
+    sd_notify::notify(&[NotifyState::Custom(&format!(
+        "{}={json}",
+        blargh_proto::env::CERT_NOTIFY
+    ))])
+}

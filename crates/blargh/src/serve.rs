@@ -1,5 +1,8 @@
-//! An HTTP/1 server for any tower service (an axum `Router` included) that drains on SIGTERM
-//! without failing a request: the piece that makes a release switch invisible to clients.
+//! An HTTP/1 and HTTP/2 server for any tower service (an axum `Router` included) that drains
+//! on SIGTERM without failing a request: the piece that makes a release switch invisible to
+//! clients. HTTP/2 is spoken to clients that open with its preface (h2c with prior knowledge,
+//! or h2 chosen by ALPN over TLS); a draining HTTP/2 connection gets GOAWAY at once, so the
+//! client opens its next streams elsewhere while the ones in flight finish.
 
 use std::convert::Infallible;
 use std::io;
@@ -9,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -55,13 +58,71 @@ where
 
 /// Serves `service` on `listener`: signals readiness, accepts until SIGTERM or SIGINT, then
 /// stops accepting, tells the agent (`STOPPING=1`), answers the next request on every
-/// keep-alive connection with `Connection: close`, lets responses in progress (streams,
-/// upgrades) run until they end, closes connections idle for `idle_close_after`, and returns
-/// once no connection is left or the deadline has passed.
+/// HTTP/1 keep-alive connection with `Connection: close`, sends GOAWAY on every HTTP/2 one,
+/// lets responses in progress (streams, upgrades) run until they end, closes connections
+/// idle for `idle_close_after`, and returns once no connection is left or the deadline has
+/// passed.
 pub async fn serve_with<S, B>(
     listener: std::net::TcpListener,
     service: S,
     config: DrainConfig,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(listener, service, config, None).await
+}
+
+/// [`serve`] over TLS: each connection's handshake (at most [`HANDSHAKE_TIMEOUT`]) uses
+/// `tls`, whose ALPN list decides between HTTP/2 (`h2`) and HTTP/1.1; a certificate resolver
+/// in it may change certificates at any time (renewal without a restart).
+#[cfg(feature = "tls")]
+pub async fn serve_tls<S, B>(
+    listener: std::net::TcpListener,
+    service: S,
+    tls: Arc<rustls::ServerConfig>,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(
+        listener,
+        service,
+        DrainConfig::default(),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    )
+    .await
+}
+
+/// How long a client may take to finish its TLS handshake.
+#[cfg(feature = "tls")]
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+/// Without the `tls` feature there is never an acceptor.
+#[cfg(not(feature = "tls"))]
+type Acceptor = Infallible;
+
+async fn serve_on<S, B>(
+    listener: std::net::TcpListener,
+    service: S,
+    config: DrainConfig,
+    tls: Option<Acceptor>,
 ) -> io::Result<()>
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -89,13 +150,29 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(
-                        stream,
-                        service.clone(),
-                        draining.clone(),
-                        drain_rx.clone(),
-                        config.idle_close_after,
-                    ));
+                    let (service, draining, drain_rx) =
+                        (service.clone(), draining.clone(), drain_rx.clone());
+                    let idle = config.idle_close_after;
+                    match &tls {
+                        None => {
+                            conns.spawn(serve_connection(stream, service, draining, drain_rx, idle));
+                        }
+                        #[cfg(feature = "tls")]
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            conns.spawn(async move {
+                                // A client that never finishes its handshake holds nothing.
+                                if let Ok(Ok(stream)) =
+                                    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await
+                                {
+                                    serve_connection(stream, service, draining, drain_rx, idle)
+                                        .await;
+                                }
+                            });
+                        }
+                        #[cfg(not(feature = "tls"))]
+                        Some(never) => match *never {},
+                    }
                 }
                 // Out of fds or a connection reset while queued: keep serving.
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -135,6 +212,8 @@ where
 struct Activity {
     in_flight: AtomicUsize,
     last: Mutex<Instant>,
+    /// The connection speaks HTTP/2 (seen on its first request).
+    h2: AtomicBool,
 }
 
 impl Activity {
@@ -154,13 +233,14 @@ impl Activity {
     }
 }
 
-async fn serve_connection<S, B>(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<I, S, B>(
+    stream: I,
     service: S,
     draining: Arc<AtomicBool>,
     mut drain_rx: tokio::sync::watch::Receiver<bool>,
     idle_close_after: Duration,
 ) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
@@ -173,6 +253,7 @@ async fn serve_connection<S, B>(
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last: Mutex::new(Instant::now()),
+        h2: AtomicBool::new(false),
     });
     let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -181,10 +262,15 @@ async fn serve_connection<S, B>(
         let draining = draining.clone();
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.touch();
+        let h1 = req.version() < Version::HTTP_2;
+        if !h1 {
+            activity.h2.store(true, Ordering::SeqCst);
+        }
         async move {
             let mut res = service.oneshot(req).await?;
-            if draining.load(Ordering::SeqCst) {
-                // hyper closes the connection after writing a response that says so.
+            if h1 && draining.load(Ordering::SeqCst) {
+                // hyper closes the connection after writing a response that says so. (An
+                // HTTP/2 connection got GOAWAY instead: the header is not allowed there.)
                 res.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -193,9 +279,8 @@ async fn serve_connection<S, B>(
             Ok::<_, Infallible>(res)
         }
     });
-    let conn = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
 
     // Serve normally until the release starts draining.
@@ -205,7 +290,13 @@ async fn serve_connection<S, B>(
             _ = drain_rx.changed() => {}
         }
     }
-    // Draining: requests get `Connection: close`; a connection left idle is closed.
+    // HTTP/2: GOAWAY now; the streams in flight finish, new ones go to the next release.
+    if activity.h2.load(Ordering::SeqCst) {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+        return;
+    }
+    // HTTP/1: requests get `Connection: close`; a connection left idle is closed.
     loop {
         let wait = match activity.idle_for() {
             Some(idle) if idle >= idle_close_after => {

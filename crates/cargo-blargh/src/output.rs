@@ -103,6 +103,18 @@ pub fn render(reply: &Reply) -> Result<String, String> {
             for l in &st.listeners {
                 let _ = writeln!(s, "  listen    {} {}", l.name, l.address);
             }
+            for c in &st.certificates {
+                let left = humantime::parse_rfc3339_weak(&c.not_after)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                    .map(|d| format!("in {} days", d.as_secs() / 86_400))
+                    .unwrap_or_else(|| "EXPIRED or unreadable".to_string());
+                let _ = writeln!(
+                    s,
+                    "  tls       {} expires {} ({left}), issuer {}",
+                    c.domain, c.not_after, c.issuer
+                );
+            }
             let _ = writeln!(s, "  settings  {}", st.settings);
             let _ = writeln!(
                 s,

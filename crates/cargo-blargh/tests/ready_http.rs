@@ -135,3 +135,41 @@ fn without_the_http_check_such_an_app_never_becomes_ready() {
         err.release_log
     );
 }
+
+#[test]
+fn a_certificate_the_app_reports_shows_in_status_with_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = no_notify_app(
+        dir.path(),
+        "py",
+        NoNotifyApp {
+            version: "py",
+            warmup_s: 0.0,
+            never_up: false,
+        },
+    )
+    .unwrap();
+    let report = r#"{"domain":"shop.example","not_after":"2099-01-01T00:00:00Z","issuer":"Pebble Intermediate CA"}"#;
+    let agent = TestAgent::start(
+        BIN,
+        AgentOptions {
+            env: vec![("APP_CERT_REPORT".into(), report.into())],
+            ..AgentOptions::default()
+        },
+    );
+    configure(&agent, Some("/up"));
+    let id = agent.receive(&py, "py");
+    agent.activate(&id).unwrap();
+    let st = agent.wait_for("the certificate report", Duration::from_secs(10), |s| {
+        !s.certificates.is_empty()
+    });
+    assert_eq!(st.certificates[0].domain, "shop.example");
+    assert_eq!(st.certificates[0].not_after, "2099-01-01T00:00:00Z");
+    let out = agent.ctl(&["status"], None).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tls       shop.example expires 2099-01-01T00:00:00Z (in ")
+            && text.contains("issuer Pebble Intermediate CA"),
+        "{text}"
+    );
+}

@@ -66,6 +66,15 @@ for i, name in enumerate(names[:count]):
     threading.Thread(target=s.serve_forever, daemon=True).start()
 
 
+# APP_CERT_REPORT (from the app's env file): a certificate report to send the agent over
+# NOTIFY_SOCKET, as the blargh library's notify::certificate does.
+report = os.environ.get("APP_CERT_REPORT")
+if report and os.environ.get("NOTIFY_SOCKET"):
+    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    n.sendto(f"X_BLARGH_CERT={report}".encode(), os.environ["NOTIFY_SOCKET"])
+    n.close()
+
+
 def on_term(*_):
     global draining
     draining = True

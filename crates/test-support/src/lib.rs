@@ -8,6 +8,8 @@ pub mod attack;
 pub mod browser;
 pub mod conns;
 pub mod faults;
+pub mod h2client;
+pub mod h2load;
 pub mod hello;
 pub mod http;
 pub mod load;

@@ -7,7 +7,8 @@
 //! - `hello migrate` runs a pretend migration (fails if `HELLO_MIGRATION_FAILS` is set).
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
-//! Run-time: `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
+//! Run-time: `HELLO_TLS_CERT` + `HELLO_TLS_KEY` (PEM files) serve HTTPS (h2 or HTTP/1.1 by
+//! ALPN) instead of HTTP; `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
 //! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set;
@@ -140,7 +141,41 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(101);
         });
     }
-    blargh::serve(listener, app()).await?;
+    match tls_config()? {
+        Some(tls) => blargh::serve_tls(listener, app(), tls).await?,
+        None => blargh::serve(listener, app()).await?,
+    }
     println!("hello {VERSION} drained, exiting");
     Ok(())
+}
+
+/// `HELLO_TLS_CERT` and `HELLO_TLS_KEY` (PEM files): serve HTTPS with them, HTTP/2 or
+/// HTTP/1.1 by ALPN. Unset: plain HTTP.
+fn tls_config() -> std::io::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (
+        std::env::var_os("HELLO_TLS_CERT"),
+        std::env::var_os("HELLO_TLS_KEY"),
+    ) else {
+        return Ok(None);
+    };
+    let bad = |e: rustls::pki_types::pem::Error| std::io::Error::other(e.to_string());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .map_err(bad)?
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(bad)?;
+    // ring is the one crypto backend of the tree (docs/tls.md); its provider lacks the
+    // post-quantum key exchange, which is what the deprecation says.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(std::sync::Arc::new(config)))
 }
