@@ -319,13 +319,18 @@ async fn each_host(a: &AppArgs, op: Op) -> i32 {
                 continue;
             }
         };
+        // A reply that says something failed (a command `exec` ran exited non-zero) fails
+        // the command, so that CI sees a failed migration.
+        let (text, ok) = match crate::output::render(&reply) {
+            Ok(t) => (t, true),
+            Err(t) => (t, false),
+        };
+        if !ok && code == 0 {
+            code = 1;
+        }
         if a.json {
             json.push(serde_json::json!({ "host": host, "reply": reply }));
         } else {
-            let (text, ok) = match crate::output::render(&reply) {
-                Ok(t) => (t, true),
-                Err(t) => (t, false),
-            };
             crate::output::print_lines(host, &text, ok);
         }
     }

@@ -186,8 +186,12 @@ fn exec_runs_with_the_current_release_and_timeout_kills_it() {
     });
     let took = t0.elapsed();
     let out = child.wait_with_output().unwrap();
-    // (The exit status is 0 even so: `exec` does not report a failed command in it.)
-    let _ = status;
+    // A command that failed fails `exec` (CI must see a failed migration).
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exec of a killed command: {status:?}"
+    );
     assert!(
         text(&out).contains("error: exited with a signal or the timeout"),
         "not killed at --timeout 1 ({took:?}):\n{}",
