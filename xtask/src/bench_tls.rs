@@ -79,9 +79,10 @@ fn nginx(dir: &Path, port: u16, upstream: u16, cert: &Path, key: &Path) -> Resul
     std::fs::write(
         &conf,
         format!(
-            "worker_processes 1;\nuser root;\nerror_log stderr error;\npid {pid};\n\
+            "worker_processes auto;\nuser root;\nerror_log stderr error;\npid {pid};\n\
              events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  upstream hello {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 100000000;\n\
+               upstream hello {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 100000000; }}\n\
                server {{\n    listen 127.0.0.1:{port} ssl http2;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
                  location / {{ proxy_pass http://hello; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
@@ -181,6 +182,12 @@ pub fn run(secs: u64) -> Result<(), String> {
             a / b
         );
     }
+    println!(
+        "\n\"Not answered\": requests in flight when h2load stopped at the end of the phase (or \
+         failed). nginx runs one worker per core (`worker_processes auto`) with \
+         `keepalive_requests` raised: at its default of 1000, nginx closes each connection \
+         after 1000 requests and h2load, which does not reconnect, stops there."
+    );
     println!(
         "\nFailed streams across activations under h2 load: `cargo test -p cargo-blargh --test h2_drain` (0 sent streams lost)."
     );

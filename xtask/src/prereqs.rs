@@ -8,6 +8,8 @@ use std::process::Command;
 const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/wrk", "wrk"),
     ("/usr/bin/h2load", "nghttp2-client"),
+    ("/usr/bin/curl", "curl"),
+    ("/usr/bin/openssl", "openssl"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/ssh", "openssh-client"),
     ("/usr/bin/ssh-keygen", "openssh-client"),
