@@ -178,7 +178,7 @@ pub fn run(secs: u64) -> Result<(), String> {
         let (a, fa) = throughput(direct, secs, h1)?;
         let (b, fb) = throughput(proxied, secs, h1)?;
         println!(
-            "| {name} | {a:.0} ({fa} failed) | {b:.0} ({fb} failed) | **{:.2}** |",
+            "| {name} | {a:.0} ({fa} not answered) | {b:.0} ({fb} not answered) | **{:.2}** |",
             a / b
         );
     }
