@@ -94,6 +94,7 @@ impl AgentConfig {
             keep_releases: self.keep_releases as u32,
             watchdog_timeout_ms: self.watchdog_timeout.map_or(0, |w| w.as_millis() as u64),
             ready: Default::default(),
+            tls: None,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct HandoverInputs<'a> {
     pub path: &'a str,
     /// The watchdog timeout, when the watchdog is on: the app gets `WATCHDOG_USEC`.
     pub watchdog: Option<Duration>,
+    /// Certificates from ACME: the app gets `BLARGH_TLS_DOMAINS`, `BLARGH_TLS_CONTACT` and
+    /// `BLARGH_ACME_DIRECTORY` (absent ones removed, so the env file cannot contradict).
+    pub tls: Option<&'a blargh_proto::control::TlsSettings>,
 }
 
 /// The full environment of a release, in order. `LISTEN_PID` and `WATCHDOG_PID` are absent
@@ -57,6 +60,17 @@ pub fn release_env(i: &HandoverInputs<'_>) -> Vec<(String, String)> {
         Some(w) => set(env::WATCHDOG_USEC, w.as_micros().to_string()),
         // Not the app's to set: without the agent's watchdog nobody listens for pings.
         None => out.retain(|(k, _)| k != env::WATCHDOG_USEC && k != env::WATCHDOG_PID),
+    }
+    let tls_vars = [env::TLS_DOMAINS, env::TLS_CONTACT, env::ACME_DIRECTORY];
+    out.retain(|(k, _)| !tls_vars.contains(&k.as_str()));
+    if let Some(t) = i.tls {
+        out.push((env::TLS_DOMAINS.into(), t.domains.join(",")));
+        if let Some(c) = &t.contact {
+            out.push((env::TLS_CONTACT.into(), c.clone()));
+        }
+        if let Some(d) = &t.directory {
+            out.push((env::ACME_DIRECTORY.into(), d.clone()));
+        }
     }
     out
 }
@@ -122,6 +136,11 @@ mod tests {
             app_env: &app_env,
             path: "/usr/bin:/bin",
             watchdog: Some(Duration::from_millis(1500)),
+            tls: Some(&blargh_proto::control::TlsSettings {
+                domains: vec!["shop.example".into(), "www.shop.example".into()],
+                contact: None,
+                directory: Some("https://ca.example/dir".into()),
+            }),
         });
         let get = |k: &str| {
             env.iter()
@@ -137,6 +156,12 @@ mod tests {
         assert_eq!(get("WATCHDOG_USEC"), Some("1500000"));
         assert_eq!(get("WATCHDOG_PID"), None, "set by the trampoline, not here");
         assert_eq!(get("DATABASE_URL"), Some("postgres://x"));
+        assert_eq!(
+            get("BLARGH_TLS_DOMAINS"),
+            Some("shop.example,www.shop.example")
+        );
+        assert_eq!(get("BLARGH_TLS_CONTACT"), None);
+        assert_eq!(get("BLARGH_ACME_DIRECTORY"), Some("https://ca.example/dir"));
         // The app's env file may override PATH (it comes later), once.
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 2);
         assert_eq!(
@@ -159,6 +184,7 @@ mod tests {
             app_env: &app_env,
             path: "/usr/bin:/bin",
             watchdog: None,
+            tls: None,
         });
         assert!(
             !env.iter().any(|(k, _)| k.starts_with("WATCHDOG_")),

@@ -1011,6 +1011,7 @@ impl Supervisor {
             .collect();
         let path =
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string());
+        let settings = self.settings();
         Ok(release_env(&HandoverInputs {
             listener_names: &names,
             notify_socket: std::path::Path::new(""),
@@ -1022,6 +1023,7 @@ impl Supervisor {
             app_env: &app_env,
             path: &path,
             watchdog: self.watchdog_timeout(),
+            tls: settings.tls.as_ref(),
         })
         .into_iter()
         .filter(|(k, _)| k != blargh_proto::env::NOTIFY_SOCKET)
@@ -1708,6 +1710,11 @@ mod tests {
             keep_releases: 3,
             watchdog_timeout_ms: 0,
             ready: blargh_proto::control::Readiness::Http("/up".into()),
+            tls: Some(blargh_proto::control::TlsSettings {
+                domains: vec!["shop.example".into()],
+                contact: Some("ops@shop.example".into()),
+                directory: None,
+            }),
         };
         write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
         assert_eq!(load_settings(&path).unwrap(), Some(s.clone()));

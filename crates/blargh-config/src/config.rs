@@ -100,6 +100,9 @@ pub struct DeployConfig {
     /// How a new release shows it is ready: `READY=1` (the default), or an HTTP `GET` the
     /// agent sends to a listener of the new process's own (`ready = { http = "/up" }`).
     pub ready: blargh_proto::control::Readiness,
+    /// Certificates from ACME for the app's own HTTPS (`tls = { domains = [...], contact,
+    /// directory }`), handed to each release through the agent; `None` when not set.
+    pub tls: Option<blargh_proto::control::TlsSettings>,
     /// A command (argv) run on the server before the new release takes traffic, with the
     /// app's environment; `{bin}` in any argument stands for the new binary's path (see
     /// [`DeployConfig::before_activate_argv`]), and at least one argument contains it.

@@ -24,7 +24,7 @@ use crate::config::{
     MIN_WATCHDOG_TIMEOUT,
 };
 use crate::error::{ConfigError, ErrorKind};
-use blargh_proto::control::Readiness;
+use blargh_proto::control::{Readiness, TlsSettings};
 
 /// The section's dotted path.
 pub(crate) const SECTION: &str = "package.metadata.blargh";
@@ -42,6 +42,7 @@ pub const KEYS: &[&str] = &[
     "keep_releases",
     "watchdog_timeout",
     "ready",
+    "tls",
     "before_activate",
     "auto_rollback",
     "lock_expiry",
@@ -52,6 +53,9 @@ pub const KEYS: &[&str] = &[
 
 /// The keys of a `ready` table.
 const READY_KEYS: &[&str] = &["http"];
+
+/// The keys of a `tls` table.
+const TLS_KEYS: &[&str] = &["domains", "contact", "directory"];
 
 /// The keys of an `auto_rollback` table.
 const ROLLBACK_KEYS: &[&str] = &["window", "crashes"];
@@ -148,6 +152,7 @@ struct Layer {
     /// `Some(None)`: `watchdog_timeout = false`.
     watchdog_timeout: Option<Option<Duration>>,
     ready: Option<Readiness>,
+    tls: Option<TlsSettings>,
     before_activate: Option<Vec<String>>,
     auto_rollback: Option<Rollback>,
     lock_expiry: Option<At<Duration>>,
@@ -195,6 +200,7 @@ impl Layer {
             keep_releases: over.keep_releases.or(self.keep_releases),
             watchdog_timeout: over.watchdog_timeout.or(self.watchdog_timeout),
             ready: over.ready.or(self.ready),
+            tls: over.tls.or(self.tls),
             before_activate: over.before_activate.or(self.before_activate),
             auto_rollback: self.auto_rollback,
             lock_expiry: over.lock_expiry.or(self.lock_expiry),
@@ -361,6 +367,78 @@ fn duration(
         path: path.to_string(),
         span: v.span(),
     })
+}
+
+/// `tls`: `{ domains = ["shop.example"], contact = "ops@shop.example", directory = "https://…" }`.
+fn tls(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<TlsSettings, ConfigError> {
+    let DeValue::Table(t) = v.get_ref() else {
+        return Err(cx.bad(
+            path,
+            v,
+            wrong_type(
+                path,
+                v.get_ref(),
+                "a table",
+                "{ domains = [\"shop.example\"] }",
+            ),
+        ));
+    };
+    let mut out = TlsSettings {
+        domains: Vec::new(),
+        contact: None,
+        directory: None,
+    };
+    let mut saw_domains = false;
+    for (k, v) in entries(t) {
+        let name = k.get_ref().as_ref();
+        let p = join(path, name);
+        match name {
+            "domains" => {
+                out.domains = string_list(cx, &p, v, "[\"shop.example\"]", |_| Ok(()))?;
+                saw_domains = true;
+                let only = TlsSettings {
+                    domains: out.domains.clone(),
+                    contact: None,
+                    directory: None,
+                };
+                only.check().map_err(|e| {
+                    cx.bad(&p, v, check::problem(e, "list the names the certificate covers, like [\"shop.example\", \"www.shop.example\"]"))
+                })?;
+            }
+            "contact" => out.contact = Some(string(cx, &p, v, "\"ops@shop.example\"")?.to_string()),
+            "directory" => {
+                out.directory = Some(
+                    string(
+                        cx,
+                        &p,
+                        v,
+                        "\"https://acme-v02.api.letsencrypt.org/directory\"",
+                    )?
+                    .to_string(),
+                )
+            }
+            _ => return Err(unknown_key(cx, &p, k, TLS_KEYS)),
+        }
+        if name != "domains" {
+            let only = TlsSettings {
+                domains: vec!["shop.example".into()],
+                ..out.clone()
+            };
+            only.check()
+                .map_err(|e| cx.bad(&p, v, check::problem(e, "see docs/config.md, tls")))?;
+        }
+    }
+    if !saw_domains {
+        return Err(cx.bad(
+            path,
+            v,
+            check::problem(
+                "the table has no domains",
+                format!("write {} = {{ domains = [\"shop.example\"] }}", leaf(path)),
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// `ready`: `"notify"` (the default: `READY=1`), or `{ http = "/up" }` (a path the agent
@@ -763,6 +841,7 @@ fn layer<'a, 'i>(
             "lock_expiry" => l.lock_expiry = Some(duration(cx, p, v, MAX_LOCK_EXPIRY, "one week")?),
             "watchdog_timeout" => l.watchdog_timeout = Some(watchdog(cx, p, v)?),
             "ready" => l.ready = Some(ready(cx, p, v)?),
+            "tls" => l.tls = Some(tls(cx, p, v)?),
             "keep_releases" => {
                 let why = "each host keeps the current release and one to roll back to";
                 l.keep_releases = Some(number(cx, p, v, MIN_KEEP_RELEASES, why, "5")?);
@@ -1075,6 +1154,7 @@ fn resolve(
         keep_releases: l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES),
         watchdog_timeout: l.watchdog_timeout.unwrap_or(Some(DEFAULT_WATCHDOG_TIMEOUT)),
         ready: l.ready.unwrap_or_default(),
+        tls: l.tls,
         before_activate: l.before_activate.filter(|argv| !argv.is_empty()),
         auto_rollback,
         lock_expiry,

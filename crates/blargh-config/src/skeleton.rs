@@ -60,6 +60,9 @@ hosts = []
 # How a new release shows it is ready: "notify" (READY=1, which the blargh library sends), or,
 # for apps that cannot notify, {{ http = "/up" }}: a 2xx answer on a listener of its own.
 # ready = "notify"
+# HTTPS from the app itself (the blargh library's `tls` feature): a certificate from an ACME CA
+# (Let's Encrypt unless `directory` says another) for these names, kept in the app's data.
+# tls = {{ domains = ["shop.example"], contact = "ops@shop.example" }}
 # Run on the server with the app's env before the new release takes traffic; {{bin}} is its binary.
 # before_activate = []
 # Roll back by itself when the new release crashes this often this soon; false: never.

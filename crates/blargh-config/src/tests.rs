@@ -769,10 +769,13 @@ fn the_skeleton_parses_once_hosts_is_filled_in_and_shows_the_defaults() {
     .unwrap();
     assert_eq!(full.bin.as_deref(), Some("Shop"));
     assert_eq!(full.target.as_deref(), Some("x86_64-unknown-linux-musl"));
+    // tls is shown with an example (there is no default domain).
+    assert_eq!(full.tls.as_ref().unwrap().domains, ["shop.example"]);
     assert_eq!(
         DeployConfig {
             bin: None,
             target: None,
+            tls: None,
             ..full
         },
         plain
@@ -1001,4 +1004,44 @@ fn readiness_is_notify_or_an_http_path() {
     assert!(e.contains("ready = \"notify\""), "{e}");
     let e = err("hosts = [\"h\"]\nready = true\n").to_string();
     assert!(e.contains("found true/false"), "{e}");
+}
+
+#[test]
+fn tls_takes_domains_contact_and_directory_and_names_the_key_when_wrong() {
+    let c = ok(
+        "hosts = [\"h\"]\ntls = { domains = [\"shop.example\", \"www.shop.example\"], contact = \"ops@shop.example\", directory = \"https://ca.example/dir\" }\n",
+    );
+    let t = c.tls.unwrap();
+    assert_eq!(t.domains, ["shop.example", "www.shop.example"]);
+    assert_eq!(t.contact.as_deref(), Some("ops@shop.example"));
+    assert_eq!(t.directory.as_deref(), Some("https://ca.example/dir"));
+    assert_eq!(ok("hosts = [\"h\"]\n").tls, None);
+    for (bad, key, says) in [
+        (
+            "tls = { domains = [\"*.shop.example\"] }",
+            "tls.domains",
+            "wildcard",
+        ),
+        ("tls = { domains = [] }", "tls.domains", "give 1 to"),
+        ("tls = { contact = \"a@b.example\" }", "tls", "no domains"),
+        (
+            "tls = { domains = [\"shop.example\"], contact = \"nobody\" }",
+            "tls.contact",
+            "email",
+        ),
+        (
+            "tls = { domains = [\"shop.example\"], directory = \"http://ca\" }",
+            "tls.directory",
+            "https://",
+        ),
+        (
+            "tls = { domains = [\"shop.example\"], domain = \"x\" }",
+            "tls.domain",
+            "domains",
+        ),
+        ("tls = \"shop.example\"", "tls", "table"),
+    ] {
+        let e = err(&format!("hosts = [\"h\"]\n{bad}\n")).to_string();
+        assert!(e.contains(key) && e.contains(says), "{bad}: {e}");
+    }
 }

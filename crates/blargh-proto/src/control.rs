@@ -206,6 +206,93 @@ impl std::fmt::Display for Readiness {
     }
 }
 
+/// Certificates from an ACME CA for the app's own HTTPS (the blargh library's `tls`
+/// feature): the agent hands them to each release as `BLARGH_TLS_DOMAINS`,
+/// `BLARGH_TLS_CONTACT` and `BLARGH_ACME_DIRECTORY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSettings {
+    /// The domains one certificate covers (DNS names, no wildcard: HTTP-01 and TLS-ALPN-01
+    /// cannot prove one).
+    pub domains: Vec<String>,
+    /// The contact address for the CA's expiry warnings (an email address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// The CA's ACME directory URL; Let's Encrypt's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+}
+
+impl TlsSettings {
+    /// The most domains on one certificate (Let's Encrypt's limit).
+    pub const MAX_DOMAINS: usize = 100;
+
+    /// Checks the domains (1 to [`Self::MAX_DOMAINS`] DNS names of letters, digits, `-`
+    /// and `.`, labels of 1 to 63, at most 253 bytes), the contact (an email address
+    /// without spaces) and the directory (an `https://` URL without spaces).
+    pub fn check(&self) -> Result<(), String> {
+        if self.domains.is_empty() || self.domains.len() > Self::MAX_DOMAINS {
+            return Err(format!(
+                "tls.domains has {} names; give 1 to {}",
+                self.domains.len(),
+                Self::MAX_DOMAINS
+            ));
+        }
+        for d in &self.domains {
+            check_domain(d)?;
+        }
+        if let Some(c) = &self.contact {
+            let ok = c.len() <= 254
+                && c.split_once('@')
+                    .is_some_and(|(u, h)| !u.is_empty() && h.contains('.'))
+                && c.chars().all(|ch| ch.is_ascii_graphic());
+            if !ok {
+                return Err(format!(
+                    "tls.contact {c:?} is not an email address; write one like \"ops@shop.example\""
+                ));
+            }
+        }
+        if let Some(u) = &self.directory {
+            let ok = u.len() <= 2048
+                && u.starts_with("https://")
+                && u.len() > "https://".len()
+                && u.chars().all(|ch| ch.is_ascii_graphic());
+            if !ok {
+                return Err(format!(
+                    "tls.directory {u:?} is not an https:// URL; write the CA's directory URL, e.g. \"https://acme-staging-v02.api.letsencrypt.org/directory\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_domain(d: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("tls.domains: {d:?} {why}"));
+    if d.starts_with("*.") {
+        return bad("is a wildcard, which HTTP-01 and TLS-ALPN-01 cannot prove; list each name");
+    }
+    if d.is_empty() || d.len() > 253 {
+        return bad("must be 1 to 253 bytes long");
+    }
+    for label in d.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("has an empty label or one longer than 63 bytes");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("has a label that starts or ends with '-'");
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return bad(
+                "holds a character other than letters, digits, '-' and '.' (write IDNs in punycode)",
+            );
+        }
+    }
+    if !d.contains('.') {
+        return bad("is not a fully qualified name (a public CA needs one like shop.example)");
+    }
+    Ok(())
+}
+
 /// The settings an agent can change while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSettings {
@@ -224,6 +311,9 @@ pub struct AgentSettings {
     /// `READY=1`.
     #[serde(default, skip_serializing_if = "is_notify")]
     pub ready: Readiness,
+    /// Certificates from ACME for the app's HTTPS; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 fn is_notify(r: &Readiness) -> bool {
@@ -244,6 +334,7 @@ impl AgentSettings {
         keep_releases: 5,
         watchdog_timeout_ms: 30_000,
         ready: Readiness::Notify,
+        tls: None,
     };
 
     /// The smallest watchdog timeout other than 0 (off): the app pings every half of it, and
@@ -279,7 +370,11 @@ impl AgentSettings {
                 Self::MIN_WATCHDOG_TIMEOUT_MS
             ));
         }
-        self.ready.check()
+        self.ready.check()?;
+        match &self.tls {
+            Some(t) => t.check(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -346,9 +441,12 @@ impl std::fmt::Display for AgentSettings {
             },
             self.keep_releases,
         )?;
-        match &self.ready {
-            Readiness::Notify => Ok(()),
-            other => write!(f, ", ready {other}"),
+        if let Readiness::Http(_) = &self.ready {
+            write!(f, ", ready {}", self.ready)?;
+        }
+        match &self.tls {
+            Some(t) => write!(f, ", tls {}", t.domains.join(",")),
+            None => Ok(()),
         }
     }
 }
@@ -910,7 +1008,39 @@ mod tests {
             keep_releases: 5,
             watchdog_timeout_ms: 30_000,
             ready: Readiness::Notify,
+            tls: None,
         };
+        let tls = |domains: &[&str], contact: Option<&str>, directory: Option<&str>| {
+            AgentSettings {
+                tls: Some(TlsSettings {
+                    domains: domains.iter().map(|d| d.to_string()).collect(),
+                    contact: contact.map(str::to_string),
+                    directory: directory.map(str::to_string),
+                }),
+                ..ok.clone()
+            }
+            .check()
+        };
+        assert!(
+            tls(
+                &["shop.example", "www.shop.example"],
+                Some("a@b.example"),
+                Some("https://ca.example/dir")
+            )
+            .is_ok()
+        );
+        for bad in [
+            tls(&[], None, None),
+            tls(&["*.shop.example"], None, None),
+            tls(&["shop"], None, None),
+            tls(&["-shop.example"], None, None),
+            tls(&["sh op.example"], None, None),
+            tls(&["shop.example"], Some("not-an-email"), None),
+            tls(&["shop.example"], None, Some("http://ca.example/dir")),
+            tls(&["shop.example"], None, Some("https://ca.example/a b")),
+        ] {
+            assert!(bad.is_err());
+        }
         for (path, good) in [
             ("/up", true),
             ("/health?full=1", true),

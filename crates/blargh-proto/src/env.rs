@@ -40,6 +40,13 @@ pub const NOTIFY_READY: &str = "READY=1";
 /// Sent by the app once it has stopped accepting new connections while draining.
 pub const NOTIFY_STOPPING: &str = "STOPPING=1";
 
+/// The domains of the app's ACME certificate, comma-separated (config key `tls.domains`).
+pub const TLS_DOMAINS: &str = "BLARGH_TLS_DOMAINS";
+/// The contact address given to the ACME CA (`tls.contact`).
+pub const TLS_CONTACT: &str = "BLARGH_TLS_CONTACT";
+/// The ACME directory URL (`tls.directory`; Let's Encrypt's when unset).
+pub const ACME_DIRECTORY: &str = "BLARGH_ACME_DIRECTORY";
+
 /// The sd_notify variable an app sends to report a certificate it serves:
 /// `X_BLARGH_CERT={"domain":…,"not_after":…,"issuer":…}` (JSON of
 /// [`crate::control::CertStatus`]); the agent shows the last report per domain in `status`.

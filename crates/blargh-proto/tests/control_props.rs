@@ -58,13 +58,23 @@ fn settings() -> impl Strategy<Value = AgentSettings> {
             text().prop_map(Readiness::Http),
             "/[!-~]{0,30}".prop_map(Readiness::Http),
         ],
+        proptest::option::of((
+            proptest::collection::vec(text(), 0..3),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        )),
     )
-        .prop_map(|(r, d, k, w, ready)| AgentSettings {
+        .prop_map(|(r, d, k, w, ready, tls)| AgentSettings {
             ready_timeout_ms: r,
             drain_timeout_ms: d,
             keep_releases: k,
             watchdog_timeout_ms: w,
             ready,
+            tls: tls.map(|(domains, contact, directory)| TlsSettings {
+                domains,
+                contact,
+                directory,
+            }),
         })
 }
 

@@ -30,6 +30,7 @@ fn settings() -> AgentSettings {
         keep_releases: 5,
         watchdog_timeout_ms: 30_000,
         ready: Readiness::Notify,
+        tls: None,
     }
 }
 
@@ -109,6 +110,11 @@ fn requests() -> Vec<Request> {
         Request::Configure {
             settings: AgentSettings {
                 ready: Readiness::Http("/up".into()),
+                tls: Some(TlsSettings {
+                    domains: vec!["shop.example".into(), "www.shop.example".into()],
+                    contact: Some("ops@shop.example".into()),
+                    directory: None,
+                }),
                 ..settings()
             },
             by: Some("ana@laptop".into()),

@@ -119,6 +119,7 @@ fn ctl(a: CtlArgs) -> i32 {
                 ready: ready_http.map_or(blargh_proto::control::Readiness::Notify, |p| {
                     blargh_proto::control::Readiness::Http(p)
                 }),
+                tls: None,
             },
             by: by.or_else(whoami),
         },

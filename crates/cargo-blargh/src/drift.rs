@@ -86,6 +86,13 @@ pub enum Difference {
         /// The configuration's.
         to: Readiness,
     },
+    /// `tls` differs.
+    Tls {
+        /// The host's.
+        from: Option<blargh_proto::control::TlsSettings>,
+        /// The configuration's.
+        to: Option<blargh_proto::control::TlsSettings>,
+    },
     /// `keep_releases` differs.
     KeepReleases {
         /// The host's.
@@ -106,6 +113,7 @@ impl Difference {
             | Difference::DrainTimeout { .. }
             | Difference::KeepReleases { .. }
             | Difference::Ready { .. }
+            | Difference::Tls { .. }
             | Difference::WatchdogTimeout { .. } => false,
         }
     }
@@ -138,6 +146,13 @@ impl fmt::Display for Difference {
             }
             Difference::KeepReleases { from, to } => write!(f, "keep_releases {from} → {to}"),
             Difference::Ready { from, to } => write!(f, "ready {from} → {to}"),
+            Difference::Tls { from, to } => {
+                let show = |t: &Option<blargh_proto::control::TlsSettings>| {
+                    t.as_ref()
+                        .map_or("off".to_string(), |t| t.domains.join(","))
+                };
+                write!(f, "tls {} → {}", show(from), show(to))
+            }
             Difference::WatchdogTimeout { from, to } => {
                 let show = |d: &Option<Duration>| d.as_ref().map_or("off".to_string(), human);
                 write!(f, "watchdog_timeout {} → {}", show(from), show(to))
@@ -171,6 +186,7 @@ impl From<AgentSettings> for AgentTuning {
                 ms => Some(Duration::from_millis(ms)),
             },
             ready: s.ready,
+            tls: s.tls,
         }
     }
 }
@@ -183,6 +199,7 @@ impl From<AgentTuning> for AgentSettings {
             keep_releases: t.keep_releases,
             watchdog_timeout_ms: t.watchdog_timeout.map_or(0, |d| d.as_millis() as u64),
             ready: t.ready,
+            tls: t.tls,
         }
     }
 }
@@ -247,6 +264,12 @@ fn compare_parts(
             to: tuning.watchdog_timeout,
         });
     }
+    if have.tls != tuning.tls {
+        out.push(Difference::Tls {
+            from: have.tls.clone(),
+            to: tuning.tls.clone(),
+        });
+    }
     if have.ready != tuning.ready {
         out.push(Difference::Ready {
             from: have.ready.clone(),
@@ -293,6 +316,7 @@ mod tests {
             keep_releases: keep,
             watchdog_timeout: Some(Duration::from_secs(30)),
             ready: Default::default(),
+            tls: None,
         }
     }
 

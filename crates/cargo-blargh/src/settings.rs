@@ -32,6 +32,8 @@ pub struct AgentTuning {
     pub watchdog_timeout: Option<Duration>,
     /// How a new release shows it is ready (`ready`).
     pub ready: blargh_proto::control::Readiness,
+    /// Certificates from ACME for the app's HTTPS (`tls`).
+    pub tls: Option<blargh_proto::control::TlsSettings>,
 }
 
 impl Default for AgentTuning {
@@ -42,6 +44,7 @@ impl Default for AgentTuning {
             keep_releases: blargh_config::DEFAULT_KEEP_RELEASES,
             watchdog_timeout: Some(blargh_config::DEFAULT_WATCHDOG_TIMEOUT),
             ready: Default::default(),
+            tls: None,
         }
     }
 }
@@ -173,6 +176,7 @@ impl FromFile {
             keep_releases: cfg.keep_releases,
             watchdog_timeout: cfg.watchdog_timeout,
             ready: cfg.ready.clone(),
+            tls: cfg.tls.clone(),
         });
         f.build = Some(Build {
             dir,
@@ -476,6 +480,7 @@ listen = { web = "0.0.0.0:8081" }
                 keep_releases: 3,
                 watchdog_timeout: Some(Duration::from_secs(4)),
                 ready: Default::default(),
+                tls: None,
             }
         );
         assert_eq!(s.deploy.env.len(), 1);

@@ -43,6 +43,7 @@ fn configure_applies_persists_and_prunes_over_one_connection() {
             keep_releases: 2,
             watchdog_timeout_ms: 5_000,
             ready: Default::default(),
+            tls: None,
         };
         let effective = c
             .configure(wanted.clone(), Some("test".into()))

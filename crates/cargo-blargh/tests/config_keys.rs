@@ -408,3 +408,49 @@ fn ready_http_from_the_config_is_how_the_agent_waits() {
     assert!(t.contains("applied ready http /up → READY=1"), "{t}");
     assert!(get(server.web_port(), "/").starts_with("hello from v2 "));
 }
+
+#[test]
+fn tls_from_the_config_reaches_the_app_through_the_agent() {
+    if !can_run("tls_from_the_config_reaches_the_app_through_the_agent") {
+        return;
+    }
+    let v1 = hello::build("v1", Profile::Debug).unwrap();
+    let server = LocalServer::start(Path::new(BIN), "keystls");
+    let app = AppDir::new(Path::new(BIN));
+    // before_activate runs with the release's environment; what it prints goes to the logs.
+    let show = "before_activate = [\"sh\", \"-c\", \"echo tls=[$BLARGH_TLS_DOMAINS+$BLARGH_TLS_CONTACT+$BLARGH_ACME_DIRECTORY] {bin}\"]";
+    let configure = |tls: &str| {
+        app.configure(
+            "hello",
+            &format!(
+                "hosts = [\"{}\"]\napp = \"keystls\"\n{}\n{show}\n{tls}",
+                server.destination(),
+                server.listen_line()
+            ),
+        )
+    };
+    configure(
+        "tls = { domains = [\"shop.example\", \"www.shop.example\"], contact = \"ops@shop.example\", \
+         directory = \"https://ca.example/dir\" }",
+    );
+    let t = ok(&deploy(&app, &server, &v1, &[]));
+    assert!(
+        t.contains("applied tls off → shop.example,www.shop.example"),
+        "{t}"
+    );
+    let logs = || ok(&app.run(&["logs", "-n", "200"], &server.connect_flags()));
+    let t = logs();
+    assert!(
+        t.contains("tls=[shop.example,www.shop.example+ops@shop.example+https://ca.example/dir]"),
+        "{t}"
+    );
+    // Removed from the config: removed from the app's environment.
+    configure("");
+    let t = ok(&deploy(&app, &server, &v1, &[]));
+    assert!(
+        t.contains("applied tls shop.example,www.shop.example → off"),
+        "{t}"
+    );
+    let t = logs();
+    assert!(t.contains("tls=[++]"), "{t}");
+}
