@@ -1,5 +1,6 @@
 //! Knowing that a new process is ready when it cannot say `READY=1`: an HTTP `GET` of the
-//! configured path on a listener only that process holds (`ready = { http = "/up" }`).
+//! configured path on a listener only that process holds (`ready = { http = "/up" }`), or
+//! a command that exits 0 once it is (`ready = { exec = [...] }`).
 //!
 //! The shared listening sockets cannot be used for this: the process being replaced
 //! accepts on them too, and would answer for the new one.
@@ -40,6 +41,59 @@ pub async fn wait_until_ready(addr: SocketAddr, path: &str) {
             return;
         }
         tokio::time::sleep(TRY_EVERY).await;
+    }
+}
+
+/// How long one run of a readiness command may take before it is killed (a failed try).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between runs of a readiness command (each is a fork and an exec).
+const COMMAND_EVERY: Duration = Duration::from_millis(250);
+
+/// A readiness command, ready to run as the app's user (see [`crate::spawn::run_once`]).
+#[derive(Debug, Clone)]
+pub struct ReadyCommand {
+    /// The release it checks.
+    pub release: String,
+    /// The command, `{bin}` replaced.
+    pub argv: Vec<String>,
+    /// Its environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory (the data directory).
+    pub workdir: std::path::PathBuf,
+    /// The agent's run directory.
+    pub run_dir: std::path::PathBuf,
+    /// Uid and gid to run as.
+    pub run_as: Option<(u32, u32)>,
+    /// The agent's executable (the trampoline).
+    pub trampoline: std::path::PathBuf,
+}
+
+impl ReadyCommand {
+    /// Runs the command every [`COMMAND_EVERY`] until it exits 0; returns then. The caller
+    /// bounds the wait (the ready timeout).
+    pub async fn wait_until_ready(self) {
+        let Some((program, args)) = self.argv.split_first() else {
+            return std::future::pending().await;
+        };
+        loop {
+            let spec = crate::spawn::SpawnSpec {
+                release: &self.release,
+                app: program,
+                binary: std::path::PathBuf::from(program),
+                workdir: self.workdir.clone(),
+                listeners: &[],
+                env: self.env.clone(),
+                run_dir: self.run_dir.clone(),
+                run_as: self.run_as,
+                trampoline: self.trampoline.clone(),
+            };
+            if let Ok(out) = crate::spawn::run_once(spec, args, COMMAND_TIMEOUT).await
+                && out.status == Some(0)
+            {
+                return;
+            }
+            tokio::time::sleep(COMMAND_EVERY).await;
+        }
     }
 }
 

@@ -1030,6 +1030,30 @@ impl Supervisor {
         .collect())
     }
 
+    /// The readiness command of release `id` (`ready = { exec = [...] }`), with the
+    /// release's environment (no sockets); the caller adds `BLARGH_READY_PID`.
+    fn ready_command(
+        &self,
+        id: &ReleaseId,
+        argv: &[String],
+    ) -> Result<crate::readiness::ReadyCommand, String> {
+        let env: Vec<(String, String)> = self
+            .release_env(id, None)?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("LISTEN_") && !k.starts_with("WATCHDOG_"))
+            .collect();
+        let bin = self.layout.binary(id).display().to_string();
+        Ok(crate::readiness::ReadyCommand {
+            release: id.to_string(),
+            argv: argv.iter().map(|a| a.replace("{bin}", &bin)).collect(),
+            env,
+            workdir: self.layout.data(),
+            run_dir: self.layout.run(),
+            run_as: self.run_as,
+            trampoline: self.trampoline.clone(),
+        })
+    }
+
     /// Spawns release `id` and waits for `READY=1`. On success the process is watched: a
     /// later exit goes to [`Self::on_exit`].
     async fn start(self: &Arc<Self>, id: &ReleaseId) -> Result<(Proc, u64), StartFailure> {
@@ -1041,7 +1065,7 @@ impl Supervisor {
         // Checked over HTTP: the process gets a listener of its own, after the shared
         // ones, and only it can answer there. The agent's copy closes once it is passed.
         let (private, check_at) = match &ready {
-            Readiness::Notify => (None, None),
+            Readiness::Notify | Readiness::Exec(_) => (None, None),
             Readiness::Http(_) => {
                 let (l, addr) = crate::readiness::private_listener().map_err(|e| {
                     fail(format!(
@@ -1054,6 +1078,11 @@ impl Supervisor {
         let env = self
             .release_env(id, private.as_ref().map(|l| l.name.as_str()))
             .map_err(fail)?;
+        // Prepared before the process starts, so that nothing fails between the two.
+        let ready_command = match &ready {
+            Readiness::Exec(argv) => Some(self.ready_command(id, argv).map_err(fail)?),
+            _ => None,
+        };
         let data_dir = self.layout.data();
         let run_dir = self.layout.run();
         let with_private: Vec<Listener>;
@@ -1104,6 +1133,7 @@ impl Supervisor {
             (Readiness::Http(path), Some(addr)) => {
                 format!("GET {path} to answer 2xx on its private listener {addr}")
             }
+            (Readiness::Exec(argv), _) => format!("{argv:?} to exit 0"),
             _ => "READY=1".to_string(),
         };
         self.log.write(
@@ -1119,6 +1149,12 @@ impl Supervisor {
                     crate::readiness::wait_until_ready(addr, &path).await
                 }))
             }
+            (Readiness::Exec(_), _) => ready_command.map(|mut check| {
+                check
+                    .env
+                    .push((blargh_proto::env::READY_PID.to_string(), pid.to_string()));
+                tokio::spawn(check.wait_until_ready())
+            }),
             _ => None,
         };
         let by_notify = checker.is_none();
@@ -1172,6 +1208,7 @@ impl Supervisor {
                             "a 2xx answer to GET {path} on the listener named {}",
                             blargh_proto::env::READY_LISTENER
                         ),
+                        Readiness::Exec(argv) => format!("{argv:?} exiting 0"),
                     },
                     self.ready_timeout().as_secs_f32()
                 ))

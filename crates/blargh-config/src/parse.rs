@@ -52,7 +52,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// The keys of a `ready` table.
-const READY_KEYS: &[&str] = &["http"];
+const READY_KEYS: &[&str] = &["http", "exec"];
 
 /// The keys of a `tls` table.
 const TLS_KEYS: &[&str] = &["domains", "contact", "directory"];
@@ -458,12 +458,34 @@ fn ready(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Readiness, ConfigErro
             for (k, v) in entries(t) {
                 let name = k.get_ref().as_ref();
                 let p = join(path, name);
+                if http.is_some() {
+                    return Err(cx.bad(
+                        &p,
+                        v,
+                        check::problem(
+                            "ready takes one way to check",
+                            "keep http or exec, not both",
+                        ),
+                    ));
+                }
                 match name {
                     "http" => {
                         let s = string(cx, &p, v, "\"/up\"")?;
                         let r = Readiness::Http(s.to_string());
                         r.check().map_err(|e| {
                             cx.bad(&p, v, check::problem(e, "write a path like \"/up\""))
+                        })?;
+                        http = Some(r);
+                    }
+                    "exec" => {
+                        let ex = "[\"{bin}\", \"check-ready\"]";
+                        let r = Readiness::Exec(string_list(cx, &p, v, ex, |_| Ok(()))?);
+                        r.check().map_err(|e| {
+                            cx.bad(
+                                &p,
+                                v,
+                                check::problem(e, format!("write a command like {ex}")),
+                            )
                         })?;
                         http = Some(r);
                     }

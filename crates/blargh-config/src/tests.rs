@@ -975,7 +975,7 @@ fn the_watchdog_is_a_duration_or_false() {
 }
 
 #[test]
-fn readiness_is_notify_or_an_http_path() {
+fn readiness_is_notify_an_http_path_or_a_command() {
     use blargh_proto::control::Readiness;
     assert_eq!(ok("hosts = [\"h\"]\n").ready, Readiness::Notify);
     assert_eq!(
@@ -986,6 +986,14 @@ fn readiness_is_notify_or_an_http_path() {
         ok("hosts = [\"h\"]\nready = { http = \"/up\" }\n").ready,
         Readiness::Http("/up".into())
     );
+    assert_eq!(
+        ok("hosts = [\"h\"]\nready = { exec = [\"{bin}\", \"check\"] }\n").ready,
+        Readiness::Exec(vec!["{bin}".into(), "check".into()])
+    );
+    let e = err("hosts = [\"h\"]\nready = { exec = [] }\n").to_string();
+    assert!(e.contains("ready.exec"), "{e}");
+    let e = err("hosts = [\"h\"]\nready = { http = \"/up\", exec = [\"x\"] }\n").to_string();
+    assert!(e.contains("not both"), "{e}");
     let e = err("hosts = [\"h\"]\nready = { http = \"up\" }\n").to_string();
     assert!(
         e.contains("ready.http") && e.contains("must start with '/'"),
@@ -993,8 +1001,6 @@ fn readiness_is_notify_or_an_http_path() {
     );
     let e = err("hosts = [\"h\"]\nready = { http = \"/a b\" }\n").to_string();
     assert!(e.contains("visible ASCII"), "{e}");
-    let e = err("hosts = [\"h\"]\nready = { exec = [\"check\"] }\n").to_string();
-    assert!(e.contains("ready.exec") && e.contains("http"), "{e}");
     let e = err("hosts = [\"h\"]\nready = {}\n").to_string();
     assert!(
         e.contains("says nothing") && e.contains("{ http = \"/up\" }"),

@@ -165,6 +165,10 @@ pub enum Readiness {
     /// An HTTP `GET` of this path, answered 2xx on a listener only that process gets
     /// (named [`crate::env::READY_LISTENER`]), for apps that cannot notify.
     Http(String),
+    /// A command the agent runs (as the app's user, with the release's environment and
+    /// `BLARGH_READY_PID`, in the data directory) until it exits 0; `{bin}` in an argument
+    /// is the release's executable. For apps whose readiness only a tool can tell.
+    Exec(Vec<String>),
 }
 
 impl Readiness {
@@ -174,7 +178,28 @@ impl Readiness {
     /// Checks an HTTP path: it starts with `/`, holds only visible ASCII (no spaces or
     /// control characters, which would change the request) and is at most
     /// [`Self::MAX_PATH_LEN`] bytes.
+    /// The most arguments of a readiness command.
+    pub const MAX_ARGS: usize = 64;
+
+    /// Checks an HTTP path (see below) or a command: 1 to [`Self::MAX_ARGS`] arguments of at
+    /// most 4096 bytes, no NUL, a non-empty program.
     pub fn check(&self) -> Result<(), String> {
+        if let Readiness::Exec(argv) = self {
+            if argv.is_empty() || argv.len() > Self::MAX_ARGS || argv[0].is_empty() {
+                return Err(format!(
+                    "the readiness command has {} arguments; give a program and at most {} in all",
+                    argv.len(),
+                    Self::MAX_ARGS
+                ));
+            }
+            if let Some(a) = argv.iter().find(|a| a.len() > 4096 || a.contains('\0')) {
+                return Err(format!(
+                    "the readiness command's argument {:?} is longer than 4096 bytes or holds NUL",
+                    a.chars().take(40).collect::<String>()
+                ));
+            }
+            return Ok(());
+        }
         let Readiness::Http(path) = self else {
             return Ok(());
         };
@@ -202,6 +227,7 @@ impl std::fmt::Display for Readiness {
         match self {
             Readiness::Notify => f.write_str("READY=1"),
             Readiness::Http(path) => write!(f, "http {path}"),
+            Readiness::Exec(argv) => write!(f, "exec {argv:?}"),
         }
     }
 }
@@ -441,7 +467,7 @@ impl std::fmt::Display for AgentSettings {
             },
             self.keep_releases,
         )?;
-        if let Readiness::Http(_) = &self.ready {
+        if self.ready != Readiness::Notify {
             write!(f, ", ready {}", self.ready)?;
         }
         match &self.tls {
@@ -1056,6 +1082,19 @@ mod tests {
             .check();
             assert_eq!(r.is_ok(), good, "ready http {path:?}: {r:?}");
         }
+        assert!(
+            Readiness::Exec(vec!["sh".into(), "-c".into(), "true".into()])
+                .check()
+                .is_ok()
+        );
+        assert!(Readiness::Exec(vec![]).check().is_err());
+        assert!(Readiness::Exec(vec![String::new()]).check().is_err());
+        assert!(Readiness::Exec(vec!["a\0b".into()]).check().is_err());
+        assert!(
+            Readiness::Exec(vec!["x".into(); Readiness::MAX_ARGS + 1])
+                .check()
+                .is_err()
+        );
         let long = format!("/{}", "a".repeat(Readiness::MAX_PATH_LEN));
         assert!(Readiness::Http(long).check().is_err());
         for (w, good) in [

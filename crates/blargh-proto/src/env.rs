@@ -47,6 +47,9 @@ pub const TLS_CONTACT: &str = "BLARGH_TLS_CONTACT";
 /// The ACME directory URL (`tls.directory`; Let's Encrypt's when unset).
 pub const ACME_DIRECTORY: &str = "BLARGH_ACME_DIRECTORY";
 
+/// The pid of the process a readiness command (`ready = { exec = [...] }`) checks.
+pub const READY_PID: &str = "BLARGH_READY_PID";
+
 /// The sd_notify variable an app sends to report a certificate it serves:
 /// `X_BLARGH_CERT={"domain":…,"not_after":…,"issuer":…}` (JSON of
 /// [`crate::control::CertStatus`]); the agent shows the last report per domain in `status`.

@@ -106,6 +106,7 @@ fn ctl(a: CtlArgs) -> i32 {
             keep_releases,
             watchdog_timeout,
             ready_http,
+            ready_exec,
             by,
         } => Request::Configure {
             settings: blargh_proto::control::AgentSettings {
@@ -116,9 +117,13 @@ fn ctl(a: CtlArgs) -> i32 {
                     blargh_proto::control::AgentSettings::DEFAULT.watchdog_timeout_ms,
                     |w| w.as_millis() as u64,
                 ),
-                ready: ready_http.map_or(blargh_proto::control::Readiness::Notify, |p| {
-                    blargh_proto::control::Readiness::Http(p)
-                }),
+                ready: match (ready_http, ready_exec) {
+                    (Some(p), _) => blargh_proto::control::Readiness::Http(p),
+                    (None, Some(cmd)) => {
+                        blargh_proto::control::Readiness::Exec(vec!["sh".into(), "-c".into(), cmd])
+                    }
+                    (None, None) => blargh_proto::control::Readiness::Notify,
+                },
                 tls: None,
             },
             by: by.or_else(whoami),

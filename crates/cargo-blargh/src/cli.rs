@@ -473,8 +473,12 @@ pub enum CtlCommand {
         watchdog_timeout: Option<Duration>,
         /// Check readiness with an HTTP GET of this path on a private listener (named
         /// blargh-ready) instead of waiting for READY=1.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "ready_exec")]
         ready_http: Option<String>,
+        /// Check readiness by running `sh -c CMD` (as the app's user, with the release's
+        /// environment and BLARGH_READY_PID) until it exits 0, instead of waiting for READY=1.
+        #[arg(long, value_name = "CMD")]
+        ready_exec: Option<String>,
         /// Who asks, for the audit log.
         #[arg(long)]
         by: Option<String>,

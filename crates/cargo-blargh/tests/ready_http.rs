@@ -173,3 +173,76 @@ fn a_certificate_the_app_reports_shows_in_status_with_its_expiry() {
         "{text}"
     );
 }
+
+#[test]
+fn a_readiness_command_decides_when_the_new_process_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = |name: &str, never_up: bool| {
+        no_notify_app(
+            dir.path(),
+            name,
+            NoNotifyApp {
+                version: name,
+                warmup_s: 1.0,
+                never_up,
+            },
+        )
+        .unwrap()
+    };
+    let (py1, py2, stuck) = (app("py1", false), app("py2", false), app("stuck", true));
+    let agent = TestAgent::start(BIN, AgentOptions::default());
+    // The app marks itself warm with a file named for its pid, in its data directory.
+    let out = agent
+        .ctl(
+            &[
+                "configure",
+                "--ready-timeout",
+                "5s",
+                "--drain-timeout",
+                "3s",
+                "--keep-releases",
+                "5",
+                "--ready-exec",
+                "test -e warm-$BLARGH_READY_PID",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = agent.activate(&agent.receive(&py1, "py1")).unwrap();
+    assert!(
+        a.ready_ms >= 1000,
+        "ready before its warm-up ended: {} ms",
+        a.ready_ms
+    );
+    // Under load, to the next one: the check is for the new pid, not the old one's file.
+    let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", agent.port()), 4, 1).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let b = agent.activate(&agent.receive(&py2, "py2")).unwrap();
+    assert!(
+        b.ready_ms >= 1000,
+        "ready on the old process's file: {} ms",
+        b.ready_ms
+    );
+    let report = wrk.finish().unwrap();
+    assert_eq!(report.failures(), 0, "{}", report.raw);
+    assert!(
+        http::get(agent.port(), "/")
+            .unwrap()
+            .body
+            .starts_with("hello from py2 ")
+    );
+    // One that never marks itself warm is refused, naming the command; py2 serves on.
+    let e = agent.activate(&agent.receive(&stuck, "stuck")).unwrap_err();
+    assert!(e.message.contains("exiting 0"), "{}", e.message);
+    assert!(
+        http::get(agent.port(), "/")
+            .unwrap()
+            .body
+            .starts_with("hello from py2 ")
+    );
+}

@@ -66,6 +66,16 @@ for i, name in enumerate(names[:count]):
     threading.Thread(target=s.serve_forever, daemon=True).start()
 
 
+# Once warm, a file says so in the working directory (the data directory), for a
+# readiness command: warm-<pid>.
+def mark_warm():
+    time.sleep(WARMUP_S)
+    if not UP_NEVER:
+        open(f"warm-{os.getpid()}", "w").close()
+
+
+threading.Thread(target=mark_warm, daemon=True).start()
+
 # APP_CERT_REPORT (from the app's env file): a certificate report to send the agent over
 # NOTIFY_SOCKET, as the blargh library's notify::certificate does.
 report = os.environ.get("APP_CERT_REPORT")
