@@ -220,17 +220,22 @@ impl Supervisor {
             .clone()
     }
 
+    /// Reads the settings in effect without copying them.
+    fn read_settings<T>(&self, f: impl FnOnce(&AgentSettings) -> T) -> T {
+        f(&self.settings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn ready_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings().ready_timeout_ms)
+        Duration::from_millis(self.read_settings(|s| s.ready_timeout_ms))
     }
 
     fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings().drain_timeout_ms)
+        Duration::from_millis(self.read_settings(|s| s.drain_timeout_ms))
     }
 
     /// The watchdog timeout, when the watchdog is on.
     fn watchdog_timeout(&self) -> Option<Duration> {
-        match self.settings().watchdog_timeout_ms {
+        match self.read_settings(|s| s.watchdog_timeout_ms) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
