@@ -559,7 +559,9 @@ mod tests {
         // After a reboot (a power cut mid-deploy): that deploy is gone, its lock is free.
         let next = DeployLock::new(path.clone()).with_boot(boot_two);
         assert_eq!(next.apply(&LockRequest::Status).unwrap(), None);
-        let taken = next.apply(&acquire("bo@ci (deploy, pid 7)", false)).unwrap();
+        let taken = next
+            .apply(&acquire("bo@ci (deploy, pid 7)", false))
+            .unwrap();
         assert_eq!(taken.unwrap().holder, "bo@ci (deploy, pid 7)");
     }
 
@@ -572,7 +574,10 @@ mod tests {
             .apply(&acquire("ana@laptop", false))
             .unwrap();
         let next = DeployLock::new(path.clone()).with_boot(boot_two);
-        assert!(next.apply(&acquire("bo@ci", false)).is_err(), "a person's lock holds");
+        assert!(
+            next.apply(&acquire("bo@ci", false)).is_err(),
+            "a person's lock holds"
+        );
         // A file from an agent that recorded no boot: nobody can tell, so it holds.
         std::fs::write(
             &path,
