@@ -1,7 +1,7 @@
 //! The audit log: one JSON line per receive, activation, rollback, failure and restart,
 //! appended and never rewritten.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -45,11 +45,8 @@ impl Audit {
         };
         let line = serde_json::to_string(&ev).expect("audit events serialize") + "\n";
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let res = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
+        // Flushed line by line: an event the agent reported is on disk.
+        let res = crate::durable::append(&self.path, line.as_bytes());
         if let Err(e) = res {
             eprintln!("blargh-agent: cannot write {}: {e}", self.path.display());
         }
@@ -90,5 +87,20 @@ mod tests {
         assert_eq!(last[1].event, "activate");
         let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
         assert_eq!(text.lines().count(), 4);
+    }
+
+    #[test]
+    fn every_event_is_flushed() {
+        use crate::durable::Op;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::new(path.clone());
+        audit.record("deploy", Some("r1"), None, Some("ana"), None);
+        audit.record("rollback", Some("r0"), None, Some("ana"), None);
+        let flushes = crate::durable::journal::under(dir.path())
+            .into_iter()
+            .filter(|op| *op == Op::SyncFile(path.clone()))
+            .count();
+        assert_eq!(flushes, 2);
     }
 }

@@ -2,7 +2,6 @@
 //! Comments and other lines are kept; the file is replaced atomically and stays 0600.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use blargh_proto::EnvKey;
@@ -71,21 +70,22 @@ pub fn read(path: &Path) -> io::Result<String> {
     }
 }
 
-/// Replaces the env file atomically, mode 0600, keeping its owner.
+/// Replaces the env file atomically and durably (flushed before the rename, its directory
+/// after: see [`crate::durable`]), mode 0600, keeping its owner.
 pub fn write(path: &Path, text: &str) -> io::Result<()> {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, text)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
-    }
-    std::fs::rename(tmp, path)
+    crate::durable::replace(
+        path,
+        &path.with_extension("new"),
+        text.as_bytes(),
+        Some(0o600),
+        true,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn key(s: &str) -> EnvKey {
         s.parse().unwrap()
@@ -184,5 +184,16 @@ mod tests {
                     .map(|u| u.split_whitespace().nth(1) == Some("0"))
             })
             .unwrap_or(false)
+    }
+
+    #[test]
+    fn the_file_is_replaced_durably() {
+        use crate::durable::journal::{Source, assert_durable_rename, under};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        write(&path, "A=1\n").unwrap();
+        write(&path, "A=2\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "A=2\n");
+        assert_durable_rename(&under(dir.path()), &path, Source::File);
     }
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod durable;
 pub mod env_file;
 pub mod handover;
 pub mod layout;

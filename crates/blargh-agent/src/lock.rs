@@ -1,6 +1,11 @@
 //! The deploy lock: one deploy at a time per host, with who holds it, since when and why.
 //! A lock left behind by a crashed deploy expires; `force` takes it anyway. Kept in
-//! `<root>/lock.json` so it survives agent restarts.
+//! `<root>/lock.json` so it survives agent restarts, and written durably so it survives a
+//! power cut. A lock held by a running command (a deploy or an activation: its holder
+//! ends in `, pid N)`) is tied to the boot it was taken in: that command's connection to
+//! this host cannot outlive a reboot, so after one its lock counts as free, and a power
+//! cut mid-deploy does not refuse every deploy until the lock expires (15 minutes by
+//! default). A lock taken by hand (`cargo blargh lock acquire`) holds across reboots.
 
 use std::io;
 use std::path::PathBuf;
@@ -8,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use blargh_proto::control::{LockInfo, LockRequest};
+use serde::{Deserialize, Serialize};
 
 /// The lock file of one app.
 #[derive(Debug)]
@@ -15,6 +21,34 @@ pub struct DeployLock {
     path: PathBuf,
     guard: Mutex<()>,
     clock: fn() -> SystemTime,
+    boot: fn() -> Option<String>,
+}
+
+/// The lock as stored in its file: the lock, and the boot it was taken in.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    info: LockInfo,
+    /// The kernel's boot id when the lock was written (absent in files from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<String>,
+}
+
+/// The kernel's id of the running boot, new at every boot.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether `holder` names a running command (`… (deploy, pid N)`, `… (activate, pid N)`),
+/// whose lock cannot outlive the boot it was taken in.
+pub fn held_by_a_command(holder: &str) -> bool {
+    holder
+        .strip_suffix(')')
+        .and_then(|h| h.rsplit_once(", pid "))
+        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Seconds since the Unix epoch.
@@ -145,7 +179,13 @@ impl DeployLock {
             path,
             guard: Mutex::new(()),
             clock,
+            boot: boot_id,
         }
+    }
+
+    /// This lock, with the boot id read from `boot` (tests pretend to reboot).
+    pub fn with_boot(self, boot: fn() -> Option<String>) -> Self {
+        DeployLock { boot, ..self }
     }
 
     /// Applies `req`; returns the lock afterwards, or why it was refused.
@@ -195,26 +235,39 @@ impl DeployLock {
 
     /// The lock in the file: `None` when there is no file; an `InvalidData` error when its
     /// content is not a lock.
+    ///
+    /// A lock held by a command ([`held_by_a_command`]) that was taken in another boot
+    /// than this one reads as `None`: its holder is gone.
     fn read(&self) -> io::Result<Option<LockInfo>> {
-        match std::fs::read_to_string(&self.path) {
+        let stored: Stored = match std::fs::read_to_string(&self.path) {
             Ok(t) => serde_json::from_str(&t)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stale = held_by_a_command(&stored.info.holder)
+            && stored.boot.is_some()
+            && stored.boot != (self.boot)();
+        Ok((!stale).then_some(stored.info))
     }
 
+    /// Stores the lock durably (see [`crate::durable`]): a lock the agent granted is still
+    /// held after a power cut, and one it released stays released.
     fn write(&self, info: Option<&LockInfo>) -> io::Result<()> {
         match info {
-            None => match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+            None => crate::durable::remove(&self.path),
             Some(info) => {
-                let tmp = self.path.with_extension("json.new");
-                std::fs::write(&tmp, serde_json::to_vec(info).expect("lock serializes"))?;
-                std::fs::rename(tmp, &self.path)
+                let stored = Stored {
+                    info: info.clone(),
+                    boot: (self.boot)(),
+                };
+                crate::durable::replace(
+                    &self.path,
+                    &self.path.with_extension("json.new"),
+                    &serde_json::to_vec(&stored).expect("lock serializes"),
+                    None,
+                    false,
+                )
             }
         }
     }
@@ -481,5 +534,86 @@ mod tests {
             })
             .unwrap();
         assert!(!dir.path().join("lock.json").exists());
+    }
+
+    fn boot_one() -> Option<String> {
+        Some("boot-one".into())
+    }
+
+    fn boot_two() -> Option<String> {
+        Some("boot-two".into())
+    }
+
+    #[test]
+    fn a_command_s_lock_does_not_outlive_the_boot_it_was_taken_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock.json");
+        let deploy = "ana@laptop (deploy, pid 4242)";
+        DeployLock::new(path.clone())
+            .with_boot(boot_one)
+            .apply(&acquire(deploy, false))
+            .unwrap();
+        // The same boot: held, refusing others.
+        let same = DeployLock::new(path.clone()).with_boot(boot_one);
+        assert!(same.apply(&acquire("bo@ci", false)).is_err());
+        // After a reboot (a power cut mid-deploy): that deploy is gone, its lock is free.
+        let next = DeployLock::new(path.clone()).with_boot(boot_two);
+        assert_eq!(next.apply(&LockRequest::Status).unwrap(), None);
+        let taken = next
+            .apply(&acquire("bo@ci (deploy, pid 7)", false))
+            .unwrap();
+        assert_eq!(taken.unwrap().holder, "bo@ci (deploy, pid 7)");
+    }
+
+    #[test]
+    fn a_lock_taken_by_hand_or_before_boots_were_recorded_survives_a_reboot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock.json");
+        DeployLock::new(path.clone())
+            .with_boot(boot_one)
+            .apply(&acquire("ana@laptop", false))
+            .unwrap();
+        let next = DeployLock::new(path.clone()).with_boot(boot_two);
+        assert!(
+            next.apply(&acquire("bo@ci", false)).is_err(),
+            "a person's lock holds"
+        );
+        // A file from an agent that recorded no boot: nobody can tell, so it holds.
+        std::fs::write(
+            &path,
+            r#"{"holder":"ana@laptop (deploy, pid 1)","message":"m","since":"2026-12-01T00:00:00Z","expires_unix":99999999999}"#,
+        )
+        .unwrap();
+        assert!(next.apply(&acquire("bo@ci", false)).is_err());
+    }
+
+    #[test]
+    fn commands_are_told_from_people_by_their_pid() {
+        assert!(held_by_a_command("ana@laptop (deploy, pid 4242)"));
+        assert!(held_by_a_command("ci (activate, pid 7)"));
+        assert!(!held_by_a_command("ana@laptop"));
+        assert!(!held_by_a_command("ana (pid )"));
+        assert!(!held_by_a_command("ana (deploy, pid 12x)"));
+    }
+
+    #[test]
+    fn the_lock_is_written_and_removed_durably() {
+        use crate::durable::Op;
+        use crate::durable::journal::{Source, assert_durable_rename, under};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock.json");
+        let lock = DeployLock::new(path.clone());
+        lock.apply(&acquire("ana@laptop", false)).unwrap();
+        assert_durable_rename(&under(dir.path()), &path, Source::File);
+        lock.apply(&LockRequest::Release {
+            holder: "ana@laptop".into(),
+            force: false,
+        })
+        .unwrap();
+        assert_eq!(
+            under(dir.path()).last(),
+            Some(&Op::SyncDir(dir.path().to_path_buf())),
+            "the removal is flushed"
+        );
     }
 }

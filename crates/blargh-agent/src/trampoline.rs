@@ -18,6 +18,13 @@ pub const GID_VAR: &str = "BLARGH_TRAMPOLINE_GID";
 /// so the agent's user could not enter it before the switch.
 pub const DIR_VAR: &str = "BLARGH_TRAMPOLINE_DIR";
 
+/// What the trampoline writes to the app's `/proc/self/oom_score_adj` before exec: the
+/// kernel's OOM killer then picks the app before the agent (whose score stays 0) when
+/// their cgroup (on systemd, the agent's service) or the host runs out of memory. Raising
+/// one's own score needs no privilege; the app inherits it and cannot lower it again
+/// without `CAP_SYS_RESOURCE`.
+pub const APP_OOM_SCORE_ADJ: i32 = 500;
+
 /// True when `args` (as from `std::env::args_os()`) select trampoline mode.
 pub fn is_trampoline(args: &[OsString]) -> bool {
     args.get(1).is_some_and(|a| a == ARG)
@@ -50,6 +57,14 @@ pub fn exec(args: &[OsString]) -> ! {
                 std::process::id().to_string(),
             );
         }
+    }
+    // Before the switch: once the credentials change the process is no longer dumpable
+    // and its /proc files belong to root, so the app's user could not write this one.
+    if let Err(e) = raise_oom_score_adj(APP_OOM_SCORE_ADJ) {
+        eprintln!(
+            "blargh trampoline: cannot set oom_score_adj to {APP_OOM_SCORE_ADJ} (the OOM \
+             killer may pick the agent before the app): {e}"
+        );
     }
     // The app gets its own user and no capability at all, whatever the agent holds (the
     // agent user's CAP_SETUID/CAP_SETGID/CAP_KILL are in its ambient set, which an exec
@@ -87,6 +102,17 @@ pub fn exec(args: &[OsString]) -> ! {
         std::path::Path::new(binary).display()
     );
     std::process::exit(127);
+}
+
+/// Writes `adj` to `/proc/self/oom_score_adj` unless the score is already higher (an agent
+/// started with a higher score keeps it for its app).
+fn raise_oom_score_adj(adj: i32) -> std::io::Result<()> {
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let now: i32 = std::fs::read_to_string(PATH)?.trim().parse().unwrap_or(0);
+    if now >= adj {
+        return Ok(());
+    }
+    std::fs::write(PATH, adj.to_string())
 }
 
 fn parse_ids(uid: &str, gid: &str) -> Result<(u32, u32), String> {

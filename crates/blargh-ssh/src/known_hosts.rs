@@ -196,13 +196,22 @@ pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<(),
         key.algorithm().as_str(),
         key.public_key_base64()
     );
+    let existed = fs::symlink_metadata(path).is_ok();
     let mut file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(fail)?;
     file.write_all(line.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)
+    file.sync_all().map_err(fail)?;
+    // A file this created exists after a power cut only once its directory is flushed.
+    if !existed {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        fs::File::open(dir.unwrap_or(Path::new(".")))
+            .and_then(|d| d.sync_all())
+            .map_err(fail)?;
+    }
+    Ok(())
 }
 
 fn parse_line(line: usize, text: &str) -> Option<Entry> {

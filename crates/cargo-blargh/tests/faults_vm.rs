@@ -25,14 +25,14 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use test_support::faults::{
-    self, AppDir, leftovers, padded_release, release_ids, status_disagrees, truth,
-    wait_for_load_on_one_app,
+    self, AppDir, leftovers, padded_release, release_ids, truth, wait_for_load_on_one_app,
+    wait_for_true_status,
 };
 use test_support::hello::{self, Profile};
 use test_support::load::{Wrk, WrkReport};
 use test_support::remote::{Cli, text};
 use test_support::vm::{Init, Vm, one_at_a_time};
-use test_support::wait::{wait_for_or_explain, wait_until_or_explain};
+use test_support::wait::wait_until_or_explain;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
@@ -58,37 +58,6 @@ fn wrk(vm: &Vm) -> Wrk {
         1,
     )
     .unwrap()
-}
-
-/// Waits until `cargo blargh status` agrees with the guest and `cond` holds for both;
-/// returns the guest's truth.
-fn wait_for_true_status(
-    app: &AppDir,
-    what: &str,
-    timeout: Duration,
-    mut cond: impl FnMut(&faults::Truth) -> bool,
-) -> faults::Truth {
-    let last = std::cell::RefCell::new(String::new());
-    wait_for_or_explain(
-        timeout,
-        what,
-        || {
-            let t = truth(app.vm).ok()?;
-            let s = app.status().ok()?;
-            match status_disagrees(&s, &t) {
-                None if cond(&t) => Some(t),
-                None => {
-                    *last.borrow_mut() = format!("agrees, but not yet: {t:?}");
-                    None
-                }
-                Some(d) => {
-                    *last.borrow_mut() = d;
-                    None
-                }
-            }
-        },
-        || format!("last: {}", last.borrow()),
-    )
 }
 
 /// One `kill -9` under load: `kill` is a shell command run in the guest as root, given the
@@ -152,22 +121,6 @@ fn kill_under_load(app: &AppDir, what: &str, kill: &str) -> WrkReport {
     report
 }
 
-/// Waits until the agent holds at least `min_kib` KiB more than `base_kib`: an upload is
-/// under way (the agent keeps it in memory until it is whole). Returns the growth in KiB.
-fn wait_for_upload(vm: &Vm, base_kib: u64, min_kib: u64) -> u64 {
-    wait_for_or_explain(
-        Duration::from_secs(120),
-        "the upload to be under way (the agent's memory growing)",
-        || {
-            faults::agent_rss_kib(vm)
-                .ok()
-                .map(|r| r.saturating_sub(base_kib))
-                .filter(|&n| n >= min_kib)
-        },
-        || format!("agent VmRSS {:?} KiB", faults::agent_rss_kib(vm)),
-    )
-}
-
 #[test]
 #[cfg_attr(blargh_skip_vm_tests, ignore = "BLARGH_SKIP_VM_TESTS=1: boots a VM")]
 fn faults_on_a_systemd_server() {
@@ -209,7 +162,7 @@ fn faults_on_a_systemd_server() {
     let cut = app.spawn_deploy(&big, "cut mid-upload").unwrap();
     let cut_pid = cut.0.id();
     let t_cut = Instant::now();
-    let seen = wait_for_upload(&vm, base_kib, 2 << 10);
+    let seen = faults::wait_for_upload(&vm, base_kib, 2 << 10);
     let out = cut.kill().unwrap();
     let killed = Instant::now();
     eprintln!(

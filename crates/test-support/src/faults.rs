@@ -305,3 +305,141 @@ pub fn wait_for_load_on_one_app(vm: &Vm, clients: usize, timeout: std::time::Dur
         || format!("last seen in the guest:\n{}", last.borrow()),
     )
 }
+
+/// The agent's systemd service on a server seeded with `--app hello`.
+pub const SERVICE: &str = "blargh-hello.service";
+
+/// The agent's pid: the main pid of [`SERVICE`] (an error when it is not running).
+pub fn agent_pid(vm: &Vm) -> io::Result<u32> {
+    let out = vm.ssh_ok(&format!("systemctl show -p MainPID --value {SERVICE}"))?;
+    match out.trim().parse() {
+        Ok(0) | Err(_) => Err(io::Error::other(format!(
+            "{SERVICE} has no main pid: {out:?}"
+        ))),
+        Ok(pid) => Ok(pid),
+    }
+}
+
+/// `/proc/PID/oom_score_adj` of a process in the guest.
+pub fn oom_score_adj(vm: &Vm, pid: u32) -> io::Result<i32> {
+    let out = vm.ssh_ok(&format!("cat /proc/{pid}/oom_score_adj"))?;
+    out.trim()
+        .parse()
+        .map_err(|e| io::Error::other(format!("{e}: {out:?}")))
+}
+
+/// The kernel's log lines of this boot that name a process the OOM killer killed
+/// (`… Killed process PID (NAME) …`).
+pub fn oom_kills(vm: &Vm) -> io::Result<Vec<String>> {
+    Ok(vm
+        .ssh_ok("dmesg | grep -F 'Killed process' || true")?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Checks that `current` names a complete release: the link resolves to a directory in
+/// `releases/` holding `release.json` and the executable `app`, whose sha256 is the one the
+/// manifest records. Returns the release's id; an error says what is wrong.
+pub fn current_release_intact(vm: &Vm) -> io::Result<String> {
+    let out = vm.ssh_ok(&format!(
+        "cd {ROOT} && d=$(readlink current) && echo \"$d\" && \
+         grep -o '\"sha256\": *\"[0-9a-f]*\"' \"$d/release.json\" | grep -o '[0-9a-f]\\{{64\\}}' && \
+         sha256sum \"$d/app\" | cut -d' ' -f1"
+    ))?;
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let [link, recorded, actual] = lines[..] else {
+        return Err(io::Error::other(format!(
+            "current is not a complete release: {out:?}"
+        )));
+    };
+    let id = link.strip_prefix("releases/").unwrap_or(link);
+    if recorded != actual || recorded.len() != 64 {
+        return Err(io::Error::other(format!(
+            "release {id}: its executable's sha256 is {actual}, its manifest says {recorded}"
+        )));
+    }
+    Ok(id.to_string())
+}
+
+/// The value `key` has in the app's env file (read as root): `None` when the file does
+/// not set it. An error when the file is missing, or holds a line that is neither empty,
+/// a comment, nor `NAME=VALUE` (a torn or corrupt file).
+pub fn env_file_value(vm: &Vm, key: &str) -> io::Result<Option<String>> {
+    let text = vm.ssh_ok(&format!("cat {ROOT}/env"))?;
+    let mut value = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(io::Error::other(format!(
+                "{ROOT}/env holds a line that is not NAME=VALUE: {line:?}"
+            )));
+        };
+        let name_ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            return Err(io::Error::other(format!(
+                "{ROOT}/env holds a line with a bad name: {line:?}"
+            )));
+        }
+        if k == key {
+            value = Some(v.to_string());
+        }
+    }
+    Ok(value)
+}
+
+/// Waits until `cargo blargh status` agrees with the guest ([`status_disagrees`] finds
+/// nothing) and `cond` holds for the guest's [`Truth`]; returns that truth.
+///
+/// # Panics
+/// After `timeout`, naming `what` and the last disagreement seen.
+pub fn wait_for_true_status(
+    app: &AppDir,
+    what: &str,
+    timeout: std::time::Duration,
+    mut cond: impl FnMut(&Truth) -> bool,
+) -> Truth {
+    let last = std::cell::RefCell::new(String::new());
+    crate::wait::wait_for_or_explain(
+        timeout,
+        what,
+        || {
+            let t = truth(app.vm).ok()?;
+            let s = app.status().ok()?;
+            match status_disagrees(&s, &t) {
+                None if cond(&t) => Some(t),
+                None => {
+                    *last.borrow_mut() = format!("agrees, but not yet: {t:?}");
+                    None
+                }
+                Some(d) => {
+                    *last.borrow_mut() = d;
+                    None
+                }
+            }
+        },
+        || format!("last: {}", last.borrow()),
+    )
+}
+
+/// Waits until the agent holds at least `min_kib` KiB more than `base_kib` (see
+/// [`agent_rss_kib`]): an upload is under way. Returns the growth in KiB.
+///
+/// # Panics
+/// After 120 s.
+pub fn wait_for_upload(vm: &Vm, base_kib: u64, min_kib: u64) -> u64 {
+    crate::wait::wait_for_or_explain(
+        std::time::Duration::from_secs(120),
+        "the upload to be under way (the agent's memory growing)",
+        || {
+            agent_rss_kib(vm)
+                .ok()
+                .map(|r| r.saturating_sub(base_kib))
+                .filter(|&n| n >= min_kib)
+        },
+        || format!("agent VmRSS {:?} KiB", agent_rss_kib(vm)),
+    )
+}

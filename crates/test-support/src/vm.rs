@@ -446,6 +446,76 @@ impl Vm {
         Ok(started.elapsed())
     }
 
+    /// Cuts the power and turns it on again: SIGKILLs QEMU (no shutdown: nothing in the
+    /// guest is told, nothing more is written) and boots the SAME disk (this VM's overlay)
+    /// with the same forwarded ports, then waits until ssh answers from the new boot.
+    /// Returns how long that took.
+    ///
+    /// What survives is what the guest had written to its virtual disk: its page cache is
+    /// lost, and so are writes to the overlay's newly allocated clusters that the guest
+    /// never flushed (QEMU keeps the qcow2 metadata for them in its own memory until a
+    /// flush). Writes the guest flushed (fsync) survive, as on a disk that honours flushes.
+    /// Callable from another thread while something else uses the VM (a deploy in
+    /// progress): that work just sees the connection die.
+    pub fn power_cycle(&self) -> io::Result<Duration> {
+        let started = Instant::now();
+        {
+            let mut qemu = lock(&self.qemu);
+            let _ = qemu.kill();
+            qemu.wait()?;
+            // Keep the console of the boot that lost power beside the new one.
+            let console = self.console_log_path();
+            let mut n = 1;
+            while self.dir.path().join(format!("console.{n}.log")).exists() {
+                n += 1;
+            }
+            let _ = fs::rename(&console, self.dir.path().join(format!("console.{n}.log")));
+            let overlay = self.dir.path().join("overlay.qcow2");
+            // The host ports were QEMU's: they are free again once it is gone, though the
+            // kernel may take a moment to let go of them.
+            let mut attempt = 0;
+            let next = loop {
+                attempt += 1;
+                let mut next = start_qemu(
+                    &self.image,
+                    &self.options,
+                    self.dir.path(),
+                    &overlay,
+                    self.ssh_port,
+                    &self.forwards,
+                )?;
+                let settle = Instant::now() + Duration::from_secs(2);
+                let exited = loop {
+                    if let Some(status) = next.try_wait()? {
+                        break Some(status);
+                    }
+                    if Instant::now() >= settle {
+                        break None;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                };
+                match exited {
+                    None => break next,
+                    Some(status) if attempt >= 20 => {
+                        return Err(io::Error::other(format!(
+                            "qemu-system-x86_64 did not start again after the power cut \
+                             ({status}): {}",
+                            self.qemu_log().trim()
+                        )));
+                    }
+                    Some(_) => thread::sleep(Duration::from_millis(500)),
+                }
+            };
+            // The first watchdog ended with the first QEMU; this one ends with the second
+            // (or kills it if this process dies first). Nobody waits for it: it is reaped
+            // when the test process ends.
+            drop(watchdog(&next, self.dir.path()));
+            *qemu = next;
+        }
+        self.wait_for_ssh(started, None)?;
+        Ok(started.elapsed())
+    }
+
     /// The guest kernel's boot id (`/proc/sys/kernel/random/boot_id`), new on every boot.
     pub fn boot_id(&self) -> io::Result<String> {
         Ok(self

@@ -15,7 +15,9 @@
 //! `HELLO_HANG_IN_VERSION=v2` makes that build never become ready;
 //! `HELLO_BLOCKABLE=1` adds `GET /block`, which blocks every worker thread of the runtime
 //! for good (a hung app, for watchdog tests); `HELLO_EXIT_IF_FILE=PATH` makes it exit with
-//! status 3 at start while PATH exists (a dependency that is down, for crash-loop tests).
+//! status 3 at start while PATH exists (a dependency that is down, for crash-loop tests);
+//! `HELLO_ALLOCATABLE=1` adds `GET /alloc?mib=N`, which allocates N MiB (default 64),
+//! writes to every page and never frees them (a memory leak, for OOM tests).
 
 use std::time::Duration;
 
@@ -29,6 +31,11 @@ const VERSION: &str = match option_env!("HELLO_VERSION") {
 };
 
 #[derive(serde::Deserialize)]
+struct AllocParams {
+    mib: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
 struct StreamParams {
     ticks: Option<u32>,
     interval_ms: Option<u64>,
@@ -37,11 +44,13 @@ struct StreamParams {
 fn app() -> Router {
     let release = blargh::release::current_id().unwrap_or_else(|| "dev".to_string());
     let greeting = format!("hello from {VERSION} (release {release})\n");
-    let router = if std::env::var_os("HELLO_BLOCKABLE").is_some_and(|v| v == "1") {
-        Router::new().route("/block", get(block_every_worker))
-    } else {
-        Router::new()
-    };
+    let mut router = Router::new();
+    if std::env::var_os("HELLO_BLOCKABLE").is_some_and(|v| v == "1") {
+        router = router.route("/block", get(block_every_worker));
+    }
+    if std::env::var_os("HELLO_ALLOCATABLE").is_some_and(|v| v == "1") {
+        router = router.route("/alloc", get(leak));
+    }
     router
         .route("/", get(move || async move { greeting }))
         .route("/health", get(|| async { "ok\n" }))
@@ -78,6 +87,17 @@ async fn block_every_worker() -> &'static str {
         tokio::spawn(async { block_forever() });
     }
     block_forever()
+}
+
+/// `GET /alloc?mib=N`: allocates N MiB a MiB at a time, touching every page, and never
+/// frees them. Under a memory limit the kernel's OOM killer ends the process first.
+async fn leak(Query(p): Query<AllocParams>) -> String {
+    let mib = p.mib.unwrap_or(64);
+    eprintln!("hello {VERSION}: allocating {mib} MiB (GET /alloc)");
+    for _ in 0..mib {
+        Box::leak(vec![0x5au8; 1 << 20].into_boxed_slice());
+    }
+    format!("allocated {mib} MiB\n")
 }
 
 fn block_forever() -> ! {

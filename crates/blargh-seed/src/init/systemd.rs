@@ -70,6 +70,7 @@ impl Systemd {
              Restart=always\n\
              RestartSec=1\n\
              WatchdogSec=30\n\
+             OOMPolicy=continue\n\
              TimeoutStopSec={stop}\n\
              UMask=0077\n\
              NoNewPrivileges=yes\n\
@@ -304,6 +305,15 @@ mod tests {
         // restarted.
         let unit = Systemd::service_unit(&svc(&[("web", "0.0.0.0:80")]));
         assert!(unit.contains("\nWatchdogSec=30\n"), "{unit}");
+    }
+
+    #[test]
+    fn an_oom_kill_of_the_app_leaves_the_agent_running() {
+        // systemd's default OOMPolicy=stop stops the whole service, agent included, when
+        // the kernel OOM-kills any process in it (the app, which runs in the agent's
+        // cgroup); power_vm.rs saw the agent's pid change. The agent restarts the app.
+        let unit = Systemd::service_unit(&svc(&[("web", "0.0.0.0:80")]));
+        assert!(unit.contains("\nOOMPolicy=continue\n"), "{unit}");
     }
 
     #[test]
