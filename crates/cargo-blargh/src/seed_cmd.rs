@@ -251,7 +251,12 @@ async fn apply_tuning(
     let result = async {
         let status = agent.status().await.map_err(|e| e.to_string())?;
         let have = crate::drift::HostFacts::of(&status);
-        let want = s.wanted(String::new());
+        let mut want = s.wanted(String::new());
+        // How the app shows readiness and which certificates it wants are the app's
+        // (deploy applies them from its Cargo.toml); a seed run from elsewhere would reset
+        // them, so seed leaves them as the host has them.
+        want.tuning.ready = have.tuning.ready.clone();
+        want.tuning.tls = have.tuning.tls.clone();
         let changes: Vec<String> = crate::drift::compare(&want, &have)
             .into_iter()
             .filter(|d| !d.needs_root())
@@ -260,7 +265,7 @@ async fn apply_tuning(
         if !changes.is_empty() {
             agent
                 .configure(
-                    blargh_proto::control::AgentSettings::from(s.agent.clone()),
+                    blargh_proto::control::AgentSettings::from(want.tuning.clone()),
                     Some(format!("{} (seed)", crate::deploy::whoami())),
                 )
                 .await

@@ -7,6 +7,7 @@
 //! - the agent is the same process, now running the new file, with the same capabilities;
 //! - the release process is the same one, and no request fails across the upgrade;
 //! - `status` agrees with the guest, and the audit log records the upgrade;
+//! - the app's `tls` setting, applied by deploy, survives the seed (run from elsewhere);
 //! - the new agent then deploys the next release, draining the one it took over.
 //!
 //! The figures (latency across the upgrade against steady p99) go to docs/reliability.md.
@@ -77,7 +78,13 @@ fn upgrade_on(init: Init) {
     let vm = Vm::boot(init).unwrap();
     let cli = Cli::for_vm(BIN, &vm).unwrap();
     seed(&cli, &older);
-    let app = AppDir::new(cli, &vm, "ready_timeout = \"30s\"\ndrain_timeout = \"5s\"").unwrap();
+    // tls: an app key deploy applies; the seed below runs from elsewhere and must keep it.
+    let app = AppDir::new(
+        cli,
+        &vm,
+        "ready_timeout = \"30s\"\ndrain_timeout = \"5s\"\ntls = { domains = [\"shop.example\"] }",
+    )
+    .unwrap();
     ok(&app
         .run(&["env", "set", "HELLO_WARMUP_MS"], Some(b"3000\n"))
         .unwrap());
@@ -134,6 +141,11 @@ fn upgrade_on(init: Init) {
     assert_eq!(now.app_pids, vec![app_pid], "the release process served on");
     let status = app.status().unwrap();
     assert_eq!(status_disagrees(&status, &now), None);
+    assert!(
+        status.settings.tls.is_some(),
+        "a seed from outside the app switched its tls off: {:?}",
+        status.settings
+    );
     assert_eq!(status.restarts, 0);
     assert!(during.requests > 100, "load was sustained: {}", during.raw);
     assert_eq!(during.failures(), 0, "failed requests:\n{}", during.raw);
