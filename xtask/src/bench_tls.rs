@@ -4,7 +4,7 @@
 //! HTTP/1.1 and HTTP/2 (h2load). Ratios are library / nginx (goal ≥ 1.0: no hop should beat
 //! a hop). No assertions; record the output in docs/benchmarks.md.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -30,32 +30,6 @@ fn wait_for_port(port: u16) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!("nothing listens on 127.0.0.1:{port} after 10 s"))
-}
-
-fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run openssl: {e}"))?;
-    if !st.success() {
-        return Err("openssl req failed".into());
-    }
-    Ok((cert, key))
 }
 
 fn hello(bin: &Path, port: u16, tls: Option<(&Path, &Path)>) -> Result<Running, String> {
@@ -156,7 +130,7 @@ pub fn run(secs: u64) -> Result<(), String> {
     }
     let (_, v1, _) = crate::build_all(Profile::Release)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (cert, key) = self_signed(dir.path())?;
+    let (cert, key) = test_support::certs::self_signed(dir.path()).map_err(|e| e.to_string())?;
     let (direct, plain, proxied) = (free_port(), free_port(), free_port());
     let _lib = hello(&v1, direct, Some((&cert, &key)))?;
     let _app = hello(&v1, plain, None)?;

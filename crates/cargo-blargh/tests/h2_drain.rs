@@ -96,37 +96,6 @@ fn ten_activations_under_continuous_h2_load_fail_no_request() {
     assert_eq!(counts.failed, 0, "failed requests: {counts:?}");
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1 (openssl), readable by the app's
-/// user; (cert, key).
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl req failed");
-    for p in [&cert, &key] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (cert, key)
-}
-
 /// What curl negotiated and got: (HTTP version, body).
 fn curl(cacert: &std::path::Path, port: u16, version_flag: &str) -> (String, String) {
     let out = std::process::Command::new("curl")
@@ -151,7 +120,7 @@ fn over_tls_alpn_picks_h2_or_http1_and_activations_fail_no_stream() {
     let v1 = hello::build("v1", Profile::Debug).unwrap();
     let v2 = hello::build("v2", Profile::Debug).unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(certs.path());
+    let (cert, key) = test_support::certs::self_signed(certs.path()).unwrap();
     let agent = TestAgent::start(
         BIN,
         AgentOptions {

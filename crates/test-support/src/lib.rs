@@ -6,6 +6,7 @@ pub mod sshd;
 pub mod agent;
 pub mod attack;
 pub mod browser;
+pub mod certs;
 pub mod conns;
 pub mod faults;
 pub mod h2client;
