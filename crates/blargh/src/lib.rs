@@ -46,6 +46,8 @@ pub mod release;
 mod serve;
 #[cfg(feature = "tokio")]
 pub mod shutdown;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use listen::{listen, listener};
 #[cfg(feature = "axum")]

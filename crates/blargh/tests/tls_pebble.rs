@@ -1,0 +1,1 @@
+//! Tests against Pebble: see crates/test-support/src/pebble.rs.
