@@ -129,7 +129,7 @@ async fn until<T: Send + 'static>(
 
 async fn issued(tls: &Tls, pebble: &Pebble) -> String {
     let t = tls.clone();
-    until(Duration::from_secs(60), "a CA-issued certificate", pebble, move || {
+    until(Duration::from_secs(30), "a CA-issued certificate", pebble, move || {
         let c = &t.certificates()[0];
         (!c.self_signed).then(|| c.serial.clone())
     })
@@ -292,7 +292,7 @@ async fn renewal_when_told_expiry_is_near_swaps_the_certificate_without_restart(
     tls.renew_now();
     let t = tls.clone();
     let f = first.clone();
-    let second = until(Duration::from_secs(60), "the renewed certificate", &pebble, move || {
+    let second = until(Duration::from_secs(30), "the renewed certificate", &pebble, move || {
         let s = t.certificates()[0].serial.clone();
         (s != f).then_some(s)
     })
