@@ -16,6 +16,10 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
     ("/etc/ssl/certs/ca-certificates.crt", "ca-certificates"),
     ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/pebble", "pebble"),
+    ("/usr/bin/pebble-challtestsrv", "pebble"),
+    ("/usr/bin/openssl", "openssl"),
+    ("/usr/bin/curl", "curl"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
