@@ -44,10 +44,14 @@ impl Ports {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = self.https.accept().await else { continue };
+                let Ok((tcp, _)) = self.https.accept().await else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     if s.get_ref().1.alpn_protocol() == Some(b"acme-tls/1") {
                         return; // the CA's validation handshake carries no HTTP
                     }
@@ -62,7 +66,9 @@ impl Ports {
         let tls = tls.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut tcp, _)) = self.http.accept().await else { continue };
+                let Ok((mut tcp, _)) = self.http.accept().await else {
+                    continue;
+                };
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let head = read_head(&mut tcp).await;
@@ -121,7 +127,10 @@ async fn until<T: Send + 'static>(
             return v;
         }
         if t0.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", pebble.log());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                pebble.log()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -129,10 +138,15 @@ async fn until<T: Send + 'static>(
 
 async fn issued(tls: &Tls, pebble: &Pebble) -> String {
     let t = tls.clone();
-    until(Duration::from_secs(30), "a CA-issued certificate", pebble, move || {
-        let c = &t.certificates()[0];
-        (!c.self_signed).then(|| c.serial.clone())
-    })
+    until(
+        Duration::from_secs(30),
+        "a CA-issued certificate",
+        pebble,
+        move || {
+            let c = &t.certificates()[0];
+            (!c.self_signed).then(|| c.serial.clone())
+        },
+    )
     .await
 }
 
@@ -232,7 +246,9 @@ async fn http01_first_start_obtains_a_certificate_and_serves_https() {
     assert_eq!(tls.http01("/"), None);
     let code = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://127.0.0.1:{http_port}/.well-known/acme-challenge/nope"))
+        .arg(format!(
+            "http://127.0.0.1:{http_port}/.well-known/acme-challenge/nope"
+        ))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&code.stdout), "404");
@@ -292,10 +308,15 @@ async fn renewal_when_told_expiry_is_near_swaps_the_certificate_without_restart(
     tls.renew_now();
     let t = tls.clone();
     let f = first.clone();
-    let second = until(Duration::from_secs(30), "the renewed certificate", &pebble, move || {
-        let s = t.certificates()[0].serial.clone();
-        (s != f).then_some(s)
-    })
+    let second = until(
+        Duration::from_secs(30),
+        "the renewed certificate",
+        &pebble,
+        move || {
+            let s = t.certificates()[0].serial.clone();
+            (s != f).then_some(s)
+        },
+    )
     .await;
     // Same listener, same acceptor, same ServerConfig: the new certificate is served.
     assert_eq!(served(port).0, norm(&second));
@@ -326,9 +347,12 @@ async fn with_the_ca_down_the_certificate_keeps_serving_and_a_fresh_dir_is_self_
     // A renewal now fails (CA unreachable): the current certificate stays.
     tls.renew_now();
     let t = tls.clone();
-    until(Duration::from_secs(30), "two failed renewal attempts", &pebble, move || {
-        (t.orders_started() >= 3).then_some(())
-    })
+    until(
+        Duration::from_secs(30),
+        "two failed renewal attempts",
+        &pebble,
+        move || (t.orders_started() >= 3).then_some(()),
+    )
     .await;
     assert_eq!(tls.certificates()[0].serial, serial);
     assert_eq!(served(port).0, norm(&serial));
@@ -342,15 +366,21 @@ async fn with_the_ca_down_the_certificate_keeps_serving_and_a_fresh_dir_is_self_
         .unwrap();
     let port2 = ports2.serve(&dev);
     let d = dev.clone();
-    until(Duration::from_secs(30), "a failed first order", &pebble, move || {
-        (d.orders_started() >= 1).then_some(())
-    })
+    until(
+        Duration::from_secs(30),
+        "a failed first order",
+        &pebble,
+        move || (d.orders_started() >= 1).then_some(()),
+    )
     .await;
     let info = &dev.certificates()[0];
     assert!(info.self_signed, "{info:?}");
     let (served_serial, issuer) = served(port2);
     assert_eq!(served_serial, norm(&info.serial));
     assert!(issuer.contains("self-signed"), "{issuer}");
-    assert!(curl(&root, port2).is_err(), "a self-signed cert must not verify");
+    assert!(
+        curl(&root, port2).is_err(),
+        "a self-signed cert must not verify"
+    );
     eprintln!("took {:.1?}", t0.elapsed());
 }

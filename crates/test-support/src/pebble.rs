@@ -135,7 +135,12 @@ impl Pebble {
     /// Pebble's and challtestsrv's output so far.
     pub fn log(&self) -> String {
         let mut s = String::new();
-        for name in ["pebble.log", "pebble.err", "challtestsrv.log", "challtestsrv.err"] {
+        for name in [
+            "pebble.log",
+            "pebble.err",
+            "challtestsrv.log",
+            "challtestsrv.err",
+        ] {
             let text = fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
             s.push_str(&format!("--- {name}\n{text}"));
         }

@@ -125,10 +125,9 @@ async fn order_inner(
                 answered.push(("http", token));
             }
         }
-        challenge
-            .set_ready()
-            .await
-            .map_err(e(&format!("telling the CA the challenge for {domain} is ready")))?;
+        challenge.set_ready().await.map_err(e(&format!(
+            "telling the CA the challenge for {domain} is ready"
+        )))?;
     }
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))

@@ -315,7 +315,10 @@ impl Tls {
                      certificate (browsers will warn) until {} issues one",
                     settings.directory
                 );
-                cert::load(self_signed::development(&settings.domains)?.as_bytes(), true)?
+                cert::load(
+                    self_signed::development(&settings.domains)?.as_bytes(),
+                    true,
+                )?
             }
         };
         let resolver = Arc::new(Resolver {
@@ -328,10 +331,10 @@ impl Tls {
         #[allow(deprecated)]
         let provider = rustls::crypto::ring::default_provider();
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         let inner = Arc::new(Inner {
             settings,
@@ -468,7 +471,8 @@ async fn run(inner: Arc<Inner>) {
         // Pick up a newer certificate another release (or an earlier order) wrote.
         if let Some(disk) = load_disk(&inner.store, &s.domains) {
             let cur = inner.current();
-            if disk.info.serial != cur.serial && (cur.self_signed || disk.info.not_after >= cur.not_after)
+            if disk.info.serial != cur.serial
+                && (cur.self_signed || disk.info.not_after >= cur.not_after)
             {
                 eprintln!(
                     "blargh tls: now serving the certificate for {domains} from {} (expires {})",
@@ -583,7 +587,6 @@ fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(20);
     initial.saturating_mul(factor).min(max)
 }
-
 
 #[cfg(test)]
 mod tests {

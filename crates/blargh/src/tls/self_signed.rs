@@ -13,9 +13,10 @@ fn err(e: rcgen::Error) -> io::Error {
 /// A self-signed certificate for `domains`, as a PEM bundle (key, then certificate).
 pub(crate) fn development(domains: &[String]) -> io::Result<String> {
     let mut params = CertificateParams::new(domains.to_vec()).map_err(err)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "blargh self-signed development certificate");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        "blargh self-signed development certificate",
+    );
     let key = KeyPair::generate().map_err(err)?;
     let cert = params.self_signed(&key).map_err(err)?;
     Ok(format!("{}{}", key.serialize_pem(), cert.pem()))

@@ -38,7 +38,8 @@ impl Store {
 
     /// Where the account for this directory URL lives.
     pub(crate) fn account_path(&self, directory: &str) -> PathBuf {
-        self.dir.join(format!("account-{}.json", sanitize(directory)))
+        self.dir
+            .join(format!("account-{}.json", sanitize(directory)))
     }
 
     /// A pending challenge answer: `kind` is `http` (named by token) or `alpn` (by domain).
@@ -73,7 +74,10 @@ impl Store {
 
 /// Creates a directory (and parents) with mode 0700, and tightens it if it existed.
 pub(crate) fn mkdir_private(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
@@ -145,7 +149,9 @@ mod tests {
 
     #[test]
     fn challenge_names_cannot_escape() {
-        let store = Store { dir: "/d/tls".into() };
+        let store = Store {
+            dir: "/d/tls".into(),
+        };
         assert!(store.challenge_path("http", "../x").is_none());
         assert!(store.challenge_path("http", "a/b").is_none());
         assert!(store.challenge_path("http", "").is_none());
