@@ -29,6 +29,8 @@
 
 mod acme;
 mod cert;
+#[cfg(feature = "axum")]
+pub mod http;
 mod self_signed;
 mod store;
 
