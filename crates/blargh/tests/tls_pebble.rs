@@ -275,6 +275,7 @@ async fn a_second_release_on_the_same_data_dir_does_not_order_again() {
     let sa = issued(&a, &pebble).await;
     let sb = issued(&b, &pebble).await;
     assert_eq!(sa, sb, "both serve the one certificate ordered");
+    assert_eq!(pebble.orders(), 1, "orders Pebble saw");
     assert_eq!(
         a.orders_started() + b.orders_started(),
         1,
@@ -289,6 +290,7 @@ async fn a_second_release_on_the_same_data_dir_does_not_order_again() {
     assert_eq!(c.certificates()[0].serial, sa);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(c.orders_started(), 0);
+    assert_eq!(pebble.orders(), 1, "orders Pebble saw");
     assert_eq!(curl(&pebble.issuer_root(), port).unwrap(), "hello\n");
     eprintln!("took {:.1?}", t0.elapsed());
 }
@@ -322,6 +324,7 @@ async fn renewal_when_told_expiry_is_near_swaps_the_certificate_without_restart(
     assert_eq!(served(port).0, norm(&second));
     assert_eq!(curl(&pebble.issuer_root(), port).unwrap(), "hello\n");
     assert_eq!(tls.orders_started(), 2);
+    assert_eq!(pebble.orders(), 2, "orders Pebble saw");
     // And it was saved: a restart would serve it too.
     let again = Tls::start(settings(&pebble, data.path(), Challenge::TlsAlpn01))
         .await

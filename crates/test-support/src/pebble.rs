@@ -147,6 +147,12 @@ impl Pebble {
         s
     }
 
+    /// How many orders Pebble has accepted so far (its `Added order` log lines): an
+    /// account of orders that does not rely on the code under test counting itself.
+    pub fn orders(&self) -> usize {
+        self.log().matches("Added order").count()
+    }
+
     /// The directory holding the config, certificates and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
