@@ -134,7 +134,11 @@ impl Settings {
     /// | `BLARGH_TLS_RENEW_NOW` | `1`: renew the certificate on disk once at start |
     /// | `BLARGH_DATA_DIR` | storage: `<dir>/tls/` (default `./data`) |
     pub fn from_env() -> io::Result<Settings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> io::Result<Settings> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let domains = var(ENV_DOMAINS)
             .ok_or_else(|| invalid(format!("{ENV_DOMAINS} is not set: no domains for TLS")))?;
         let mut s = Settings::new(domains.split(','));
@@ -155,6 +159,9 @@ impl Settings {
             };
         }
         s.renew_now = var(ENV_RENEW_NOW).is_some_and(|v| v == "1" || v == "true");
+        if let Some(dir) = var(blargh_proto::env::DATA_DIR) {
+            s.data_dir = PathBuf::from(dir);
+        }
         Ok(s)
     }
 
@@ -603,6 +610,54 @@ mod tests {
         assert_eq!(backoff(m, h, 4), 8 * m);
         assert_eq!(backoff(m, h, 10), h);
         assert_eq!(backoff(m, h, 1000), h);
+    }
+
+    #[test]
+    fn settings_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        assert!(Settings::from_lookup(env(&[])).is_err());
+        let s = Settings::from_lookup(env(&[
+            (ENV_DOMAINS, "Example.com, www.example.com"),
+            (ENV_CONTACT, "ops@example.com"),
+            (ENV_DIRECTORY, "https://ca.test/dir"),
+            (ENV_CA_FILE, "/etc/ca.pem"),
+            (ENV_CHALLENGE, "http-01"),
+            (ENV_RENEW_NOW, "1"),
+            ("BLARGH_DATA_DIR", "/srv/data"),
+        ]))
+        .unwrap();
+        assert_eq!(s.domains, ["example.com", "www.example.com"]);
+        assert_eq!(s.contact.as_deref(), Some("ops@example.com"));
+        assert_eq!(s.directory, "https://ca.test/dir");
+        assert_eq!(
+            s.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(s.challenge, Challenge::Http01);
+        assert!(s.renew_now);
+        assert_eq!(s.data_dir, PathBuf::from("/srv/data"));
+        let d = Settings::from_lookup(env(&[(ENV_DOMAINS, "a.example")])).unwrap();
+        assert_eq!(d.directory, LETS_ENCRYPT);
+        assert_eq!(d.challenge, Challenge::TlsAlpn01);
+        assert!(!d.renew_now);
+        assert!(
+            Settings::from_lookup(env(&[
+                (ENV_DOMAINS, "a.example"),
+                (ENV_CHALLENGE, "dns-01")
+            ]))
+            .is_err()
+        );
     }
 
     #[test]
