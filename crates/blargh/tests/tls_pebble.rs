@@ -360,6 +360,20 @@ async fn with_the_ca_down_the_certificate_keeps_serving_and_a_fresh_dir_is_self_
     assert_eq!(tls.certificates()[0].serial, serial);
     assert_eq!(served(port).0, norm(&serial));
     assert_eq!(curl(&root, port).unwrap(), "hello\n");
+    // The backoff is shared through the data dir: a release started now (or a restart),
+    // even one told to renew,
+    // waits for the next attempt (4 s after the third failure) instead of ordering at once.
+    let late = Tls::start(settings(&pebble, data.path(), Challenge::TlsAlpn01).renew_now(true))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        late.orders_started(),
+        0,
+        "a new release must respect the backoff"
+    );
+    assert_eq!(late.certificates()[0].serial, serial);
+    drop(late);
 
     // A fresh data dir with the CA down: a self-signed certificate, served.
     let ports2 = Ports::bind().await;

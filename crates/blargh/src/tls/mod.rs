@@ -474,8 +474,10 @@ async fn run(inner: Arc<Inner>) {
     let cert_path = inner.store.cert_path(&s.domains);
     // Renewal was requested while the certificate with this serial was served.
     let mut forced: Option<String> = s.renew_now.then(|| inner.current().serial);
-    let mut failures: u32 = 0;
+    // `renew_now()` was called: the next attempt ignores the shared backoff.
+    let mut bypass = false;
     let mut waiting_logged = false;
+    let mut backoff_logged = false;
     loop {
         // Pick up a newer certificate another release (or an earlier order) wrote.
         if let Some(disk) = load_disk(&inner.store, &s.domains) {
@@ -502,6 +504,7 @@ async fn run(inner: Arc<Inner>) {
                 _ = inner.renew.notified() => {
                     eprintln!("blargh tls: renewal of the certificate for {domains} requested");
                     forced = Some(cur.serial.clone());
+                    bypass = true;
                 }
             }
             continue;
@@ -538,6 +541,30 @@ async fn run(inner: Arc<Inner>) {
             drop(lock);
             continue;
         }
+        // A failed order (by this process, an earlier run or another release) set when the
+        // next one may start: no retry storm from restarts or overlapping releases.
+        let (failures_before, next) = inner.store.failures();
+        if !bypass
+            && let Some(next) = next
+            && let Ok(wait) = next.duration_since(SystemTime::now())
+        {
+            drop(lock);
+            if !backoff_logged {
+                eprintln!(
+                    "blargh tls: ordering for {domains} failed {failures_before} times in a row \
+                     (in this or another release): next attempt in {}s",
+                    wait.as_secs()
+                );
+                backoff_logged = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait.min(s.poll)) => {}
+                _ = inner.renew.notified() => { bypass = true; }
+            }
+            continue;
+        }
+        bypass = false;
+        backoff_logged = false;
         inner.orders.fetch_add(1, Ordering::Relaxed);
         eprintln!(
             "blargh tls: ordering a certificate for {domains} from {} ({:?})",
@@ -552,7 +579,6 @@ async fn run(inner: Arc<Inner>) {
             },
             Err(e) => Err(e),
         };
-        drop(lock);
         match result {
             Ok(loaded) => {
                 eprintln!(
@@ -563,12 +589,20 @@ async fn run(inner: Arc<Inner>) {
                     cert_path.display()
                 );
                 inner.install(loaded);
-                failures = 0;
+                inner.store.clear_failures();
+                drop(lock);
                 forced = None;
             }
             Err(e) => {
-                failures += 1;
+                let failures = failures_before + 1;
                 let delay = backoff(s.retry_initial, s.retry_max, failures);
+                if let Err(e) = inner
+                    .store
+                    .set_failures(failures, SystemTime::now() + delay)
+                {
+                    eprintln!("blargh tls: cannot record the failure: {e}");
+                }
+                drop(lock);
                 let serving = if cur.self_signed {
                     "still serving the SELF-SIGNED certificate".to_string()
                 } else {
@@ -584,7 +618,7 @@ async fn run(inner: Arc<Inner>) {
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = inner.renew.notified() => {}
+                    _ = inner.renew.notified() => { bypass = true; }
                 }
             }
         }

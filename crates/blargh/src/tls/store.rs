@@ -4,7 +4,8 @@
 //! - `<domain>[+<domain>…].pem`: the certificate's private key followed by its chain;
 //! - `challenges/`: pending challenge answers, so whichever release accepts the CA's
 //!   validation connection can answer it (old and new releases share the listening socket);
-//! - `order.lock`: `flock`ed by the one process that is ordering.
+//! - `order.lock`: `flock`ed by the one process that is ordering;
+//! - `failures`: failed orders in a row and the earliest next attempt (the shared backoff).
 //!
 //! Directories are 0700, files 0600. Every file is written atomically: a temporary file in
 //! the same directory, `fsync`, `rename`, `fsync` of the directory. A reader sees the old
@@ -15,6 +16,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The `tls/` directory of one app's data dir.
 #[derive(Debug, Clone)]
@@ -69,6 +71,39 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+impl Store {
+    /// The failed orders in a row and when the next attempt may start, shared by every
+    /// process on this data dir (so restarts and new releases respect the backoff too).
+    pub(crate) fn failures(&self) -> (u32, Option<SystemTime>) {
+        let text = fs::read_to_string(self.dir.join("failures")).unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let count = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let next = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        (count, next)
+    }
+
+    /// Records `count` failures in a row, next attempt at `next` (hold the order lock).
+    pub(crate) fn set_failures(&self, count: u32, next: SystemTime) -> io::Result<()> {
+        let secs = next
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            .ceil() as u64;
+        write_atomic(
+            &self.dir.join("failures"),
+            format!("{count} {secs}\n").as_bytes(),
+        )
+    }
+
+    /// Forgets the failures after a success.
+    pub(crate) fn clear_failures(&self) {
+        let _ = fs::remove_file(self.dir.join("failures"));
     }
 }
 
