@@ -19,6 +19,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
     ("/etc/ssl/certs/ca-certificates.crt", "ca-certificates"),
     ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/pebble", "pebble"),
+    ("/usr/bin/pebble-challtestsrv", "pebble"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",

@@ -37,7 +37,7 @@
 
 use std::io;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{NestedPath, Request};
@@ -46,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::calendar;
 use crate::release::{self, ReleaseManifest};
 
 /// The dashboard: `GET /` (HTML) and `GET /json`. Mount it with
@@ -427,7 +428,7 @@ fn sha(m: &ReleaseManifest) -> String {
 
 /// A manifest time, readable, and how long ago (beside it, or `stacked` below it).
 fn when(at: &str, now: SystemTime, stacked: bool) -> String {
-    let Some(t) = parse_rfc3339(at) else {
+    let Some(t) = calendar::parse_rfc3339(at) else {
         return esc(at);
     };
     let time = format!("<time datetime=\"{}\">{}</time>", esc(at), rfc3339(t));
@@ -467,63 +468,8 @@ fn duration(d: Duration) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 fn rfc3339(t: SystemTime) -> String {
-    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let (y, m, d) = civil_from_days((s / 86400) as i64);
-    let r = s % 86400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        r / 3600,
-        r / 60 % 60,
-        r % 60
-    )
-}
-
-/// Parses the agent's `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let days = days_from_civil(y as i64, mo as u32, d as u32);
-    let secs = u64::try_from(days).ok()? * 86400 + h * 3600 + mi * 60 + se;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    let (y, m, d, h, mi, se) = calendar::utc(t);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC")
 }
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -621,7 +567,7 @@ mod tests {
             id.map(Into::into),
             current,
             history,
-            parse_rfc3339("2026-11-28T15:37:10Z").unwrap(),
+            calendar::parse_rfc3339("2026-11-28T15:37:10Z").unwrap(),
         )
     }
 
@@ -785,11 +731,11 @@ mod tests {
 
     #[test]
     fn times_read_and_print() {
-        let t = parse_rfc3339("2026-11-28T15:32:10Z").unwrap();
+        let t = calendar::parse_rfc3339("2026-11-28T15:32:10Z").unwrap();
         assert_eq!(rfc3339(t), "2026-11-28 15:32:10 UTC");
-        let t = parse_rfc3339("2024-02-29T23:59:59.123Z").unwrap();
+        let t = calendar::parse_rfc3339("2024-02-29T23:59:59.123Z").unwrap();
         assert_eq!(rfc3339(t), "2024-02-29 23:59:59 UTC");
-        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(calendar::parse_rfc3339("yesterday"), None);
         assert_eq!(when("<b>", SystemTime::now(), false), "&lt;b&gt;");
         assert_eq!(
             duration(Duration::from_secs(2 * 86400 + 5 * 3600 + 7)),

@@ -38,6 +38,8 @@
 //! previous releases, uptime, host) an axum app mounts in one line:
 //! `.nest_service("/_blargh", blargh::dashboard::router())`.
 
+#[cfg(any(feature = "dashboard", feature = "tls"))]
+mod calendar;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod listen;
@@ -47,6 +49,8 @@ pub mod release;
 mod serve;
 #[cfg(feature = "tokio")]
 pub mod shutdown;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use listen::{listen, listener};
 #[cfg(feature = "axum")]

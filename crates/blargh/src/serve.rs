@@ -165,6 +165,11 @@ where
                                 if let Ok(Ok(stream)) =
                                     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await
                                 {
+                                    // A CA validating TLS-ALPN-01 only wanted the handshake's
+                                    // certificate: that connection carries no HTTP.
+                                    if stream.get_ref().1.alpn_protocol() == Some(b"acme-tls/1") {
+                                        return;
+                                    }
                                     serve_connection(stream, service, draining, drain_rx, idle)
                                         .await;
                                 }

@@ -15,6 +15,7 @@ pub mod hello;
 pub mod http;
 pub mod load;
 pub mod loopback;
+pub mod pebble;
 pub mod remote;
 pub mod stacks;
 pub mod vm;

@@ -7,8 +7,9 @@
 //! - `hello migrate` runs a pretend migration (fails if `HELLO_MIGRATION_FAILS` is set).
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
-//! Run-time: `HELLO_TLS_CERT` + `HELLO_TLS_KEY` (PEM files) serve HTTPS (h2 or HTTP/1.1 by
-//! ALPN) instead of HTTP; `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
+//! Run-time: `BLARGH_TLS_DOMAINS` (the config's `tls` key) serves HTTPS with certificates
+//! from the ACME CA (`blargh::tls::serve`); else `HELLO_TLS_CERT` + `HELLO_TLS_KEY` (PEM
+//! files) serve HTTPS (h2 or HTTP/1.1 by ALPN) instead of HTTP; `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
 //! tests), only in the build named by `HELLO_CRASH_IN_VERSION` when that is set;
@@ -161,9 +162,13 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(101);
         });
     }
-    match tls_config()? {
-        Some(tls) => blargh::serve_tls(listener, app(), tls).await?,
-        None => blargh::serve(listener, app()).await?,
+    if std::env::var_os(blargh::tls::ENV_DOMAINS).is_some() {
+        // `tls = { domains = [...] }` in the config: certificates from the ACME CA.
+        blargh::tls::serve(listener, app()).await?;
+    } else if let Some(tls) = tls_config()? {
+        blargh::serve_tls(listener, app(), tls).await?;
+    } else {
+        blargh::serve(listener, app()).await?;
     }
     println!("hello {VERSION} drained, exiting");
     Ok(())
