@@ -61,7 +61,12 @@ pub fn release_env(i: &HandoverInputs<'_>) -> Vec<(String, String)> {
         // Not the app's to set: without the agent's watchdog nobody listens for pings.
         None => out.retain(|(k, _)| k != env::WATCHDOG_USEC && k != env::WATCHDOG_PID),
     }
-    let tls_vars = [env::TLS_DOMAINS, env::TLS_CONTACT, env::ACME_DIRECTORY];
+    let tls_vars = [
+        env::TLS_DOMAINS,
+        env::TLS_CONTACT,
+        env::ACME_DIRECTORY,
+        env::ACME_CA_FILE,
+    ];
     out.retain(|(k, _)| !tls_vars.contains(&k.as_str()));
     if let Some(t) = i.tls {
         out.push((env::TLS_DOMAINS.into(), t.domains.join(",")));
@@ -70,6 +75,9 @@ pub fn release_env(i: &HandoverInputs<'_>) -> Vec<(String, String)> {
         }
         if let Some(d) = &t.directory {
             out.push((env::ACME_DIRECTORY.into(), d.clone()));
+        }
+        if let Some(f) = &t.ca_file {
+            out.push((env::ACME_CA_FILE.into(), f.clone()));
         }
     }
     out
@@ -140,6 +148,7 @@ mod tests {
                 domains: vec!["shop.example".into(), "www.shop.example".into()],
                 contact: None,
                 directory: Some("https://ca.example/dir".into()),
+                ca_file: Some("/etc/ssl/ca.pem".into()),
             }),
         });
         let get = |k: &str| {
@@ -162,6 +171,7 @@ mod tests {
         );
         assert_eq!(get("BLARGH_TLS_CONTACT"), None);
         assert_eq!(get("BLARGH_ACME_DIRECTORY"), Some("https://ca.example/dir"));
+        assert_eq!(get("BLARGH_ACME_CA_FILE"), Some("/etc/ssl/ca.pem"));
         // The app's env file may override PATH (it comes later), once.
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 2);
         assert_eq!(

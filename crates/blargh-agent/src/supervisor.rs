@@ -1756,6 +1756,7 @@ mod tests {
                 domains: vec!["shop.example".into()],
                 contact: Some("ops@shop.example".into()),
                 directory: None,
+                ca_file: Some("/etc/ssl/ca.pem".into()),
             }),
         };
         write_atomic(&path, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();

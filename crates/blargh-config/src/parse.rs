@@ -55,7 +55,7 @@ pub const KEYS: &[&str] = &[
 const READY_KEYS: &[&str] = &["http", "exec"];
 
 /// The keys of a `tls` table.
-const TLS_KEYS: &[&str] = &["domains", "contact", "directory"];
+const TLS_KEYS: &[&str] = &["domains", "contact", "directory", "ca_file"];
 
 /// The keys of an `auto_rollback` table.
 const ROLLBACK_KEYS: &[&str] = &["window", "crashes"];
@@ -387,6 +387,7 @@ fn tls(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<TlsSettings, ConfigErro
         domains: Vec::new(),
         contact: None,
         directory: None,
+        ca_file: None,
     };
     let mut saw_domains = false;
     for (k, v) in entries(t) {
@@ -400,12 +401,16 @@ fn tls(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<TlsSettings, ConfigErro
                     domains: out.domains.clone(),
                     contact: None,
                     directory: None,
+                    ca_file: None,
                 };
                 only.check().map_err(|e| {
                     cx.bad(&p, v, check::problem(e, "list the names the certificate covers, like [\"shop.example\", \"www.shop.example\"]"))
                 })?;
             }
             "contact" => out.contact = Some(string(cx, &p, v, "\"ops@shop.example\"")?.to_string()),
+            "ca_file" => {
+                out.ca_file = Some(string(cx, &p, v, "\"/etc/ssl/my-ca.pem\"")?.to_string())
+            }
             "directory" => {
                 out.directory = Some(
                     string(

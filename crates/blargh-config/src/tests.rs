@@ -1015,9 +1015,10 @@ fn readiness_is_notify_an_http_path_or_a_command() {
 #[test]
 fn tls_takes_domains_contact_and_directory_and_names_the_key_when_wrong() {
     let c = ok(
-        "hosts = [\"h\"]\ntls = { domains = [\"shop.example\", \"www.shop.example\"], contact = \"ops@shop.example\", directory = \"https://ca.example/dir\" }\n",
+        "hosts = [\"h\"]\ntls = { domains = [\"shop.example\", \"www.shop.example\"], contact = \"ops@shop.example\", directory = \"https://ca.example/dir\", ca_file = \"/etc/ssl/ca.pem\" }\n",
     );
     let t = c.tls.unwrap();
+    assert_eq!(t.ca_file.as_deref(), Some("/etc/ssl/ca.pem"));
     assert_eq!(t.domains, ["shop.example", "www.shop.example"]);
     assert_eq!(t.contact.as_deref(), Some("ops@shop.example"));
     assert_eq!(t.directory.as_deref(), Some("https://ca.example/dir"));
@@ -1044,6 +1045,11 @@ fn tls_takes_domains_contact_and_directory_and_names_the_key_when_wrong() {
             "tls = { domains = [\"shop.example\"], domain = \"x\" }",
             "tls.domain",
             "domains",
+        ),
+        (
+            "tls = { domains = [\"shop.example\"], ca_file = \"ca.pem\" }",
+            "tls.ca_file",
+            "absolute path",
         ),
         ("tls = \"shop.example\"", "tls", "table"),
     ] {

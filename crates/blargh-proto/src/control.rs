@@ -234,7 +234,7 @@ impl std::fmt::Display for Readiness {
 
 /// Certificates from an ACME CA for the app's own HTTPS (the blargh library's `tls`
 /// feature): the agent hands them to each release as `BLARGH_TLS_DOMAINS`,
-/// `BLARGH_TLS_CONTACT` and `BLARGH_ACME_DIRECTORY`.
+/// `BLARGH_TLS_CONTACT`, `BLARGH_ACME_DIRECTORY` and `BLARGH_ACME_CA_FILE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsSettings {
     /// The domains one certificate covers (DNS names, no wildcard: HTTP-01 and TLS-ALPN-01
@@ -246,6 +246,10 @@ pub struct TlsSettings {
     /// The CA's ACME directory URL; Let's Encrypt's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
+    /// A PEM file on the server with the root the app trusts for the directory's HTTPS (a
+    /// private ACME CA); the system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl TlsSettings {
@@ -254,7 +258,8 @@ impl TlsSettings {
 
     /// Checks the domains (1 to [`Self::MAX_DOMAINS`] DNS names of letters, digits, `-`
     /// and `.`, labels of 1 to 63, at most 253 bytes), the contact (an email address
-    /// without spaces) and the directory (an `https://` URL without spaces).
+    /// without spaces), the directory (an `https://` URL without spaces) and the CA file
+    /// (an absolute path without spaces).
     pub fn check(&self) -> Result<(), String> {
         if self.domains.is_empty() || self.domains.len() > Self::MAX_DOMAINS {
             return Err(format!(
@@ -285,6 +290,17 @@ impl TlsSettings {
             if !ok {
                 return Err(format!(
                     "tls.directory {u:?} is not an https:// URL; write the CA's directory URL, e.g. \"https://acme-staging-v02.api.letsencrypt.org/directory\""
+                ));
+            }
+        }
+        if let Some(f) = &self.ca_file {
+            let ok = f.len() <= 4096
+                && f.starts_with('/')
+                && !f.split('/').any(|part| part == "..")
+                && f.chars().all(|ch| ch.is_ascii_graphic());
+            if !ok {
+                return Err(format!(
+                    "tls.ca_file {f:?} is not an absolute path on the server; write one like \"/etc/ssl/my-ca.pem\""
                 ));
             }
         }
@@ -1042,11 +1058,29 @@ mod tests {
                     domains: domains.iter().map(|d| d.to_string()).collect(),
                     contact: contact.map(str::to_string),
                     directory: directory.map(str::to_string),
+                    ca_file: None,
                 }),
                 ..ok.clone()
             }
             .check()
         };
+        let ca = |file: &str| {
+            AgentSettings {
+                tls: Some(TlsSettings {
+                    domains: vec!["shop.example".into()],
+                    contact: None,
+                    directory: None,
+                    ca_file: Some(file.into()),
+                }),
+                ..ok.clone()
+            }
+            .check()
+        };
+        assert!(ca("/etc/ssl/private-ca.pem").is_ok());
+        for bad in ["etc/ca.pem", "/etc/../root/ca.pem", "/etc/my ca.pem", ""] {
+            let e = ca(bad).unwrap_err();
+            assert!(e.contains("tls.ca_file"), "{bad:?}: {e}");
+        }
         assert!(
             tls(
                 &["shop.example", "www.shop.example"],

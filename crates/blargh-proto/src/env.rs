@@ -46,6 +46,8 @@ pub const TLS_DOMAINS: &str = "BLARGH_TLS_DOMAINS";
 pub const TLS_CONTACT: &str = "BLARGH_TLS_CONTACT";
 /// The ACME directory URL (`tls.directory`; Let's Encrypt's when unset).
 pub const ACME_DIRECTORY: &str = "BLARGH_ACME_DIRECTORY";
+/// The root the app trusts for the ACME directory's HTTPS (`tls.ca_file`).
+pub const ACME_CA_FILE: &str = "BLARGH_ACME_CA_FILE";
 
 /// The pid of the process a readiness command (`ready = { exec = [...] }`) checks.
 pub const READY_PID: &str = "BLARGH_READY_PID";

@@ -62,6 +62,7 @@ fn settings() -> impl Strategy<Value = AgentSettings> {
             proptest::collection::vec(text(), 0..3),
             proptest::option::of(text()),
             proptest::option::of(text()),
+            proptest::option::of(text()),
         )),
     )
         .prop_map(|(r, d, k, w, ready, tls)| AgentSettings {
@@ -70,10 +71,11 @@ fn settings() -> impl Strategy<Value = AgentSettings> {
             keep_releases: k,
             watchdog_timeout_ms: w,
             ready,
-            tls: tls.map(|(domains, contact, directory)| TlsSettings {
+            tls: tls.map(|(domains, contact, directory, ca_file)| TlsSettings {
                 domains,
                 contact,
                 directory,
+                ca_file,
             }),
         })
 }

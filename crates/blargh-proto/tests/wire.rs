@@ -114,6 +114,7 @@ fn requests() -> Vec<Request> {
                     domains: vec!["shop.example".into(), "www.shop.example".into()],
                     contact: Some("ops@shop.example".into()),
                     directory: None,
+                    ca_file: None,
                 }),
                 ..settings()
             },

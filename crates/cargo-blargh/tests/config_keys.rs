@@ -418,7 +418,7 @@ fn tls_from_the_config_reaches_the_app_through_the_agent() {
     let server = LocalServer::start(Path::new(BIN), "keystls");
     let app = AppDir::new(Path::new(BIN));
     // before_activate runs with the release's environment; what it prints goes to the logs.
-    let show = "before_activate = [\"sh\", \"-c\", \"echo tls=[$BLARGH_TLS_DOMAINS+$BLARGH_TLS_CONTACT+$BLARGH_ACME_DIRECTORY] {bin}\"]";
+    let show = "before_activate = [\"sh\", \"-c\", \"echo tls=[$BLARGH_TLS_DOMAINS+$BLARGH_TLS_CONTACT+$BLARGH_ACME_DIRECTORY+$BLARGH_ACME_CA_FILE] {bin}\"]";
     let configure = |tls: &str| {
         app.configure(
             "hello",
@@ -431,7 +431,7 @@ fn tls_from_the_config_reaches_the_app_through_the_agent() {
     };
     configure(
         "tls = { domains = [\"shop.example\", \"www.shop.example\"], contact = \"ops@shop.example\", \
-         directory = \"https://ca.example/dir\" }",
+         directory = \"https://ca.example/dir\", ca_file = \"/etc/ssl/ca.pem\" }",
     );
     let t = ok(&deploy(&app, &server, &v1, &[]));
     assert!(
@@ -441,7 +441,9 @@ fn tls_from_the_config_reaches_the_app_through_the_agent() {
     let logs = || ok(&app.run(&["logs", "-n", "200"], &server.connect_flags()));
     let t = logs();
     assert!(
-        t.contains("tls=[shop.example,www.shop.example+ops@shop.example+https://ca.example/dir]"),
+        t.contains(
+            "tls=[shop.example,www.shop.example+ops@shop.example+https://ca.example/dir+/etc/ssl/ca.pem]"
+        ),
         "{t}"
     );
     // Removed from the config: removed from the app's environment.
@@ -452,5 +454,5 @@ fn tls_from_the_config_reaches_the_app_through_the_agent() {
         "{t}"
     );
     let t = logs();
-    assert!(t.contains("tls=[++]"), "{t}");
+    assert!(t.contains("tls=[+++]"), "{t}");
 }

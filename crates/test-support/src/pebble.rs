@@ -31,6 +31,14 @@ impl Pebble {
     /// # Panics
     /// If Pebble is not installed (`apt-get install pebble`) or does not come up.
     pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+        Pebble::start_reachable_as(http_port, tls_port, &[])
+    }
+
+    /// [`Pebble::start`], with Pebble's HTTPS certificate valid for `names` too: a VM
+    /// reaches Pebble at the QEMU gateway `10.0.2.2` (its user network's alias for this
+    /// machine's loopback), and Pebble's directory answers with URLs on the host it was
+    /// asked by (see [`Pebble::directory_via`]).
+    pub fn start_reachable_as(http_port: u16, tls_port: u16, names: &[&str]) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS certificate, signed by a CA the client trusts.
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -41,8 +49,9 @@ impl Pebble {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        sans.extend(names.iter().map(|n| n.to_string()));
+        let leaf_params = rcgen::CertificateParams::new(sans).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
         let ca_file = dir.path().join("pebble-https-ca.pem");
@@ -122,6 +131,12 @@ impl Pebble {
         );
         fs::write(&path, &out.stdout).unwrap();
         path
+    }
+
+    /// The directory URL as seen from a machine that reaches this one as `host` (e.g.
+    /// `10.0.2.2` from a QEMU guest): same port, same path.
+    pub fn directory_via(&self, host: &str) -> String {
+        self.directory.replacen("127.0.0.1", host, 1)
     }
 
     /// Stops Pebble (the CA is down from now on).

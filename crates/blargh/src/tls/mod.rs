@@ -54,7 +54,7 @@ pub const ENV_CONTACT: &str = blargh_proto::env::TLS_CONTACT;
 pub const ENV_DIRECTORY: &str = blargh_proto::env::ACME_DIRECTORY;
 /// A PEM file with a root certificate the ACME client trusts for the directory's HTTPS
 /// (instead of the system's roots), e.g. Pebble's test CA.
-pub const ENV_CA_FILE: &str = "BLARGH_ACME_CA_FILE";
+pub const ENV_CA_FILE: &str = blargh_proto::env::ACME_CA_FILE;
 /// `tls-alpn-01` (default) or `http-01`.
 pub const ENV_CHALLENGE: &str = "BLARGH_TLS_CHALLENGE";
 /// `1`: treat the certificate on disk as near expiry once at start, so it is renewed.
