@@ -150,6 +150,7 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
         deployed_at: "2026-12-01T00:00:00Z".into(),
         deployed_by: None,
         message: None,
+        tree: None,
     };
     std::fs::write(
         rel.join(blargh_proto::manifest::MANIFEST_FILE),
