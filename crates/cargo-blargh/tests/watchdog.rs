@@ -171,7 +171,9 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
             blargh_agent::spawn::SpawnSpec {
                 release: "r1",
                 app: "hello",
+                verify: v1.clone(),
                 binary: v1,
+                args: Vec::new(),
                 workdir: data.clone(),
                 listeners: &[],
                 env: vec![
