@@ -1,5 +1,6 @@
-//! The release store: receives executables as streams, verifies them, and makes a release
-//! visible only when it is complete; tracks `current` and `previous`; prunes old releases.
+//! The release store: receives executables (or a directory release's tar archive, which it
+//! unpacks, see [`unpack`]) as streams, verifies them, and makes a release visible only when
+//! it is complete; tracks `current` and `previous`; prunes old releases.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -553,11 +554,15 @@ pub fn verify_binary(binary: &Path, release: &str) -> io::Result<()> {
         hasher.update(&buf[..n]);
     }
     let actual = hex::encode(hasher.finalize());
+    let what = match manifest.tree {
+        None => "executable",
+        Some(_) => "archive",
+    };
     if actual != manifest.sha256 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "release {release} was changed after it was uploaded: its executable's sha256 is {actual} \
+                "release {release} was changed after it was uploaded: its {what}'s sha256 is {actual} \
                  but {} was received; refusing to start it (deploy it again, and find out who could write {})",
                 manifest.sha256,
                 binary.display()
@@ -1118,6 +1123,12 @@ mod tree_tests {
         assert_eq!(launch.workdir, t);
         assert_eq!(launch.verify, layout.archive(&m.id));
         verify_binary(&launch.verify, &m.id).unwrap();
+        // A changed archive is refused by its name.
+        std::fs::write(layout.archive(&m.id), b"changed").unwrap();
+        let err = verify_binary(&launch.verify, &m.id)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("its archive's sha256 is"), "{err}");
         // Pruned like any release.
         store.prune(0, &[]).unwrap();
         assert!(!layout.release_dir(&m.id).exists());
