@@ -207,7 +207,8 @@ fn a_release_dir_is_shipped_whole_and_started_with_its_start_command() {
     let app = AppDir::new(Path::new(BIN));
     let keys = format!(
         "hosts = [\"{}\"]\napp = \"treedir\"\n{}\nready_timeout = \"30s\"\ndrain_timeout = \"2s\"\n\
-         release_dir = \"_build/rel/shop\"\nstart = [\"bin/shop\", \"start\"]",
+         release_dir = \"_build/rel/shop\"\nstart = [\"bin/shop\", \"start\"]\n\
+         before_activate = ['/bin/sh', '-c', 'test -x {{bin}} && pwd > \"$BLARGH_DATA_DIR/before\"']",
         server.destination(),
         server.listen_line()
     );
@@ -218,7 +219,7 @@ fn a_release_dir_is_shipped_whole_and_started_with_its_start_command() {
     symlink("../lib/serve.py", rel.join("bin/shop")).unwrap();
     write(&rel.join("priv/greeting.txt"), "hello from the tree", 0o644);
 
-    let (sent, _) = deploy(&app, &server, &[]);
+    let (sent, whole) = deploy(&app, &server, &[]);
     assert_eq!(sent, "whole");
     let body = http::get(server.web_port(), "/").unwrap().body;
     let id = std::fs::read_link(server.root().join("current")).unwrap();
@@ -232,8 +233,13 @@ fn a_release_dir_is_shipped_whole_and_started_with_its_start_command() {
         )
     );
 
+    // before_activate ran in the tree, with {bin} its start program.
+    let before = std::fs::read_to_string(server.root().join("data/before")).unwrap();
+    assert_eq!(before.trim(), tree.display().to_string());
+
     write(&rel.join("priv/greeting.txt"), "hello again", 0o644);
-    let (sent, _) = deploy(&app, &server, &[]);
+    let (sent, delta) = deploy(&app, &server, &[]);
+    eprintln!("bytes sent: release_dir whole {whole}, one changed file (delta) {delta}");
     assert_eq!(sent, "delta");
     let body = http::get(server.web_port(), "/").unwrap().body;
     assert!(body.starts_with("hello again cwd="), "{body}");
