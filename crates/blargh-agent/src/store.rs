@@ -412,8 +412,11 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ReceiveError> {
                 }
             }
         }
-        if made.contains_key(&rel) {
-            return Err(bad(format!("{name:?} is in the archive twice")));
+        match made.get(&rel) {
+            // A directory made for an earlier entry below it, listed after it.
+            Some(true) if kind.is_dir() => continue,
+            Some(_) => return Err(bad(format!("{name:?} is in the archive twice"))),
+            None => {}
         }
         let path = dest.join(&rel);
         if kind.is_file() {
@@ -1091,8 +1094,9 @@ mod tree_tests {
             E::File("static/sbin", 0o6777, b"setuid"),
             E::Link("static/home.html", "index.html"),
             E::Link("top", "static"),
-            // A parent the archive does not list is made.
+            // A parent the archive does not list is made, and may be listed later.
             E::File("templates/a/b.txt", 0o600, b"deep"),
+            E::Dir("templates/a"),
         ]);
         let m = put(&store, &bytes, tree(&["app", "serve"])).await.unwrap();
         let layout = store.layout();
