@@ -58,7 +58,7 @@ pub struct ReadyCommand {
     pub argv: Vec<String>,
     /// Its environment.
     pub env: Vec<(String, String)>,
-    /// Its working directory (the data directory).
+    /// Its working directory (the data directory, or a tree release's tree).
     pub workdir: std::path::PathBuf,
     /// The agent's run directory.
     pub run_dir: std::path::PathBuf,
@@ -80,6 +80,8 @@ impl ReadyCommand {
                 release: &self.release,
                 app: program,
                 binary: std::path::PathBuf::from(program),
+                args: Vec::new(),
+                verify: std::path::PathBuf::from(program),
                 workdir: self.workdir.clone(),
                 listeners: &[],
                 env: self.env.clone(),

@@ -31,7 +31,12 @@ pub struct SpawnSpec<'a> {
     pub app: &'a str,
     /// The release's executable.
     pub binary: PathBuf,
-    /// Working directory (the app's data directory).
+    /// Its arguments ([`spawn`] only; [`run_once`] takes its own).
+    pub args: Vec<String>,
+    /// The file that must hash to the manifest beside it before [`spawn`] starts anything:
+    /// the executable, or a tree release's archive.
+    pub verify: PathBuf,
+    /// Working directory: the app's data directory, or a tree release's tree.
     pub workdir: PathBuf,
     /// Sockets to place at fd 3, 4, … in this order.
     pub listeners: &'a [Listener],
@@ -194,7 +199,7 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
         .run_dir
         .join(format!("notify-{}-{born}-{n}.sock", std::process::id()));
     // What runs is what was uploaded: the executable hashes to its manifest's sha256.
-    crate::store::verify_binary(&spec.binary, spec.release)?;
+    crate::store::verify_binary(&spec.verify, spec.release)?;
     let notify = NotifySocket::bind(&notify_path, spec.run_as.map(|(_, gid)| gid))?;
 
     let mut mappings = Vec::with_capacity(spec.listeners.len());
@@ -210,10 +215,12 @@ pub fn spawn(spec: SpawnSpec<'_>, log: Arc<AppLog>) -> io::Result<Spawned> {
     cmd.arg(trampoline::ARG)
         .arg(&spec.binary)
         .arg(spec.app)
+        .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(blargh_proto::env::NOTIFY_SOCKET, notify.path().as_os_str())
-        // Entered by the trampoline, as the app's user (data/ is the app's alone).
+        // Entered by the trampoline, as the app's user (data/ is the app's alone; a tree
+        // release's tree is readable by all).
         .env(trampoline::DIR_VAR, &spec.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

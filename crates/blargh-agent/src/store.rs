@@ -1,7 +1,9 @@
-//! The release store: receives executables as streams, verifies them, and makes a release
-//! visible only when it is complete; tracks `current` and `previous`; prunes old releases.
+//! The release store: receives executables (or a directory release's tar archive, which it
+//! unpacks, see [`unpack`]) as streams, verifies them, and makes a release visible only when
+//! it is complete; tracks `current` and `previous`; prunes old releases.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::SystemTime;
@@ -41,6 +43,9 @@ pub enum ReceiveError {
     /// The announced sha256 is not 64 hex digits.
     #[error("{0:?} is not a sha256 (64 lower-case hex digits)")]
     BadDigest(String),
+    /// A tree release's archive or start command was refused (see [`unpack`]).
+    #[error("the release archive was refused: {0}; nothing was stored")]
+    BadTree(String),
     /// Disk trouble.
     #[error("cannot store the release: {0}")]
     Io(#[from] io::Error),
@@ -87,6 +92,9 @@ impl Store {
             return Err(ReceiveError::BadDigest(sha256.to_string()));
         }
         let sha256 = sha256.to_ascii_lowercase();
+        if let Some(tree) = &meta.tree {
+            tree.check().map_err(ReceiveError::BadTree)?;
+        }
         let existing = self.find_by_sha(&sha256)?;
 
         let tmp = tempfile_in(&self.layout.incoming())?;
@@ -117,8 +125,10 @@ impl Store {
                     actual,
                 });
             }
-            // The mode first, so that what is flushed is the executable as it will run.
-            file.set_permissions(std::fs::Permissions::from_mode(0o755))
+            // The mode first, so that what is flushed is the executable as it will run (an
+            // archive is only read).
+            let mode = if meta.tree.is_some() { 0o644 } else { 0o755 };
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .await?;
             file.sync_all().await?;
             durable::synced(tmp.path());
@@ -145,6 +155,7 @@ impl Store {
             deployed_at: humantime::format_rfc3339_seconds(now).to_string(),
             deployed_by: meta.deployed_by,
             message: meta.message,
+            tree: meta.tree,
         };
         // Assemble the release in a hidden directory and rename it into place: a release
         // directory either does not exist or is complete, after a power cut too (each file
@@ -153,11 +164,28 @@ impl Store {
         let _ = remove_any(&staging);
         std::fs::create_dir(&staging)?;
         std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
-        let bin = staging.join(blargh_proto::manifest::BINARY_FILE);
+        // A single executable is `app`; a tree's archive is kept as `release.tar` (the
+        // next delta's base) and unpacked beside it into `tree/`.
+        let file = match manifest.tree {
+            None => blargh_proto::manifest::BINARY_FILE,
+            Some(_) => blargh_proto::manifest::ARCHIVE_FILE,
+        };
+        let bin = staging.join(file);
         let (_, upload) = tmp.keep().map_err(|e| e.error)?;
         if let Err(e) = durable::rename(&upload, &bin) {
             let _ = std::fs::remove_file(&upload);
+            let _ = remove_any(&staging);
             return Err(e.into());
+        }
+        if let Some(tree) = &manifest.tree {
+            let dir = staging.join(blargh_proto::manifest::TREE_DIR);
+            let unpacked = tokio::task::block_in_place(|| {
+                unpack(&bin, &dir).and_then(|()| check_start(&dir, &tree.start))
+            });
+            if let Err(e) = unpacked {
+                let _ = remove_any(&staging);
+                return Err(e);
+            }
         }
         durable::write_new(
             &staging.join(blargh_proto::manifest::MANIFEST_FILE),
@@ -284,6 +312,206 @@ impl Store {
     }
 }
 
+/// How to start a release: what to execute with which arguments, where, and which file
+/// must still hash to the manifest's sha256 before it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The program: `releases/<id>/app`, or `releases/<id>/tree/<start[0]>`.
+    pub program: std::path::PathBuf,
+    /// Its arguments (a tree's `start[1..]`).
+    pub args: Vec<String>,
+    /// Its working directory: `data/` for a single executable, the tree for a tree.
+    pub workdir: std::path::PathBuf,
+    /// The file the manifest's sha256 covers: the executable, or the tree's archive.
+    pub verify: std::path::PathBuf,
+}
+
+impl Launch {
+    /// How release `m` of `layout` starts.
+    pub fn of(layout: &Layout, m: &ReleaseManifest) -> Launch {
+        match &m.tree {
+            None => Launch {
+                program: layout.binary(&m.id),
+                args: Vec::new(),
+                workdir: layout.data(),
+                verify: layout.binary(&m.id),
+            },
+            Some(tree) => {
+                let (program, args) = tree.start.split_first().expect("checked when received");
+                Launch {
+                    program: layout.tree(&m.id).join(program),
+                    args: args.to_vec(),
+                    workdir: layout.tree(&m.id),
+                    verify: layout.archive(&m.id),
+                }
+            }
+        }
+    }
+}
+
+/// Unpacks the tar archive at `archive` into the new directory `dest`, refusing anything
+/// that could reach outside it or run with more rights than the app: an absolute path or
+/// `..`, an entry listed twice or below a non-directory, a hard link, a device, a fifo or
+/// any other kind than file, directory and symlink, and a symlink that does not resolve to
+/// something inside the tree. Files become 0755 when any execute bit was set, else 0644
+/// (no setuid, setgid or sticky bit, writable by the agent's user only); directories 0755.
+/// The app runs under another uid, so it can write nothing of what it will later run.
+/// Every file and directory is flushed.
+pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ReceiveError> {
+    use std::collections::HashMap;
+    use std::path::{Component, PathBuf};
+    let bad = ReceiveError::BadTree;
+    std::fs::create_dir(dest)?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))?;
+    // true: a directory; false: anything else. The root is a directory.
+    let mut made: HashMap<PathBuf, bool> = HashMap::from([(PathBuf::new(), true)]);
+    let mut dirs = vec![dest.to_path_buf()];
+    let mut links = Vec::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(archive)?);
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        if raw.starts_with(b"/") {
+            return Err(bad(format!("{name:?} is an absolute path")));
+        }
+        let mut rel = PathBuf::new();
+        for c in Path::new(std::ffi::OsStr::from_bytes(&raw)).components() {
+            match c {
+                Component::Normal(c) => rel.push(c),
+                Component::CurDir => {}
+                _ => return Err(bad(format!("{name:?} leads outside the release (..)"))),
+            }
+        }
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(bad(format!("{name:?} names no file")));
+        }
+        // Each parent must be a directory made by this archive (created when not listed),
+        // never a symlink, so nothing is written through a link.
+        let mut parent = PathBuf::new();
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(c);
+            match made.get(&parent) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(bad(format!(
+                        "{name:?} is below {}, which is not a directory",
+                        parent.display()
+                    )));
+                }
+                None => {
+                    let p = dest.join(&parent);
+                    std::fs::create_dir(&p)?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+                    made.insert(parent.clone(), true);
+                    dirs.push(p);
+                }
+            }
+        }
+        match made.get(&rel) {
+            // A directory made for an earlier entry below it, listed after it.
+            Some(true) if kind.is_dir() => continue,
+            Some(_) => return Err(bad(format!("{name:?} is in the archive twice"))),
+            None => {}
+        }
+        let path = dest.join(&rel);
+        if kind.is_file() {
+            let mode = if entry.header().mode()? & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(mode)
+                .open(&path)?;
+            io::copy(&mut entry, &mut f)?;
+            // The umask may have narrowed the mode given at creation.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            durable::sync_file(&f, &path)?;
+            made.insert(rel, false);
+        } else if kind.is_dir() {
+            std::fs::create_dir(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            made.insert(rel, true);
+            dirs.push(path);
+        } else if kind.is_symlink() {
+            let Some(target) = entry.link_name_bytes() else {
+                return Err(bad(format!("the symlink {name:?} has no target")));
+            };
+            let target = std::ffi::OsStr::from_bytes(&target).to_os_string();
+            symlink(&target, &path)?;
+            made.insert(rel.clone(), false);
+            links.push((rel, target));
+        } else {
+            return Err(bad(format!(
+                "{name:?} is a {}: a release holds only files, directories and symlinks",
+                kind_name(kind)
+            )));
+        }
+    }
+    // Links are judged once the whole tree exists, as the kernel will resolve them.
+    let root = dest.canonicalize()?;
+    for (rel, target) in links {
+        let shown = Path::new(&target).display();
+        match dest.join(&rel).canonicalize() {
+            Ok(p) if p.starts_with(&root) => {}
+            Ok(_) => {
+                return Err(bad(format!(
+                    "the symlink {} -> {shown} points outside the release",
+                    rel.display()
+                )));
+            }
+            Err(_) => {
+                return Err(bad(format!(
+                    "the symlink {} -> {shown} points to nothing inside the release",
+                    rel.display()
+                )));
+            }
+        }
+    }
+    for dir in dirs.iter().rev() {
+        durable::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "fifo",
+        _ => "kind of entry blargh does not ship",
+    }
+}
+
+/// Checks that a tree's start program exists inside the unpacked tree `dir` and is an
+/// executable file (a symlink to one inside the tree is fine).
+fn check_start(dir: &Path, start: &[String]) -> Result<(), ReceiveError> {
+    let program = &start[0];
+    let path = dir.join(program);
+    let root = dir.canonicalize()?;
+    let resolved = path.canonicalize().map_err(|_| {
+        ReceiveError::BadTree(format!(
+            "the start program {program:?} is not in the release"
+        ))
+    })?;
+    let meta = std::fs::metadata(&resolved)?;
+    if !resolved.starts_with(&root) || !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(ReceiveError::BadTree(format!(
+            "the start program {program:?} is not an executable file inside the release"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that the executable `binary` of release `release` still hashes to the sha256 in
 /// the manifest beside it (`release.json`), before it is started: at every activation,
 /// rollback, restart and agent start. A changed file (tampered with, or corrupted on disk) is
@@ -329,11 +557,15 @@ pub fn verify_binary(binary: &Path, release: &str) -> io::Result<()> {
         hasher.update(&buf[..n]);
     }
     let actual = hex::encode(hasher.finalize());
+    let what = match manifest.tree {
+        None => "executable",
+        Some(_) => "archive",
+    };
     if actual != manifest.sha256 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "release {release} was changed after it was uploaded: its executable's sha256 is {actual} \
+                "release {release} was changed after it was uploaded: its {what}'s sha256 is {actual} \
                  but {} was received; refusing to start it (deploy it again, and find out who could write {})",
                 manifest.sha256,
                 binary.display()
@@ -601,6 +833,7 @@ mod tests {
             deployed_at: "2026-01-01T00:00:00Z".into(),
             deployed_by: None,
             message: None,
+            tree: None,
         };
         std::fs::write(dir.join(blargh_proto::manifest::MANIFEST_FILE), m.to_json()).unwrap();
     }
@@ -778,5 +1011,229 @@ mod tests {
         let file = store.layout().root().join("a-file");
         std::fs::write(&file, b"x").unwrap();
         assert!(remove_any(&file.join("below-a-file")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+    use blargh_proto::manifest::ReleaseTree;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// One archive entry, written with raw names so that hostile ones can be made too (the
+    /// tar crate's own setters refuse `..` and absolute paths).
+    enum E<'a> {
+        File(&'a str, u32, &'a [u8]),
+        Dir(&'a str),
+        Link(&'a str, &'a str),
+        Other(&'a str, tar::EntryType),
+    }
+
+    fn archive(entries: &[E<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_old();
+            let (name, kind, mode, data, link): (&str, _, u32, &[u8], &str) = match e {
+                E::File(n, m, d) => (n, tar::EntryType::Regular, *m, d, ""),
+                E::Dir(n) => (n, tar::EntryType::Directory, 0o755, b"", ""),
+                E::Link(n, t) => (n, tar::EntryType::Symlink, 0o777, b"", t),
+                E::Other(n, k) => (n, *k, 0o644, b"", ""),
+            };
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn tree(start: &[&str]) -> ReleaseMeta {
+        ReleaseMeta {
+            tree: Some(ReleaseTree {
+                start: start.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Layout::new(dir.path())).unwrap();
+        (dir, store)
+    }
+
+    async fn put(
+        store: &Store,
+        bytes: &[u8],
+        meta: ReleaseMeta,
+    ) -> Result<ReleaseManifest, ReceiveError> {
+        store
+            .receive(&mut &bytes[..], &sha(bytes), bytes.len() as u64, meta)
+            .await
+            .map(|(m, _)| m)
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_tree_is_unpacked_beside_its_archive_and_starts_inside_it() {
+        let (_d, store) = store();
+        let bytes = archive(&[
+            E::File("app", 0o755, b"#!/bin/sh\n"),
+            E::Dir("static"),
+            E::File("static/index.html", 0o666, b"<h1>hi</h1>"),
+            E::File("static/sbin", 0o6777, b"setuid"),
+            E::Link("static/home.html", "index.html"),
+            E::Link("top", "static"),
+            // A parent the archive does not list is made, and may be listed later.
+            E::File("templates/a/b.txt", 0o600, b"deep"),
+            E::Dir("templates/a"),
+        ]);
+        let m = put(&store, &bytes, tree(&["app", "serve"])).await.unwrap();
+        let layout = store.layout();
+        let t = layout.tree(&m.id);
+        assert_eq!(std::fs::read(layout.archive(&m.id)).unwrap(), bytes);
+        assert!(!layout.binary(&m.id).exists(), "no app beside the tree");
+        assert_eq!(m.sha256, sha(&bytes));
+        assert_eq!(store.get(&m.id).unwrap().tree, tree(&["app", "serve"]).tree);
+        assert_eq!(
+            std::fs::read(t.join("static/home.html")).unwrap(),
+            b"<h1>hi</h1>"
+        );
+        assert_eq!(
+            std::fs::read(t.join("top/index.html")).unwrap(),
+            b"<h1>hi</h1>"
+        );
+        assert_eq!(std::fs::read(t.join("templates/a/b.txt")).unwrap(), b"deep");
+        // Nothing writable but by the agent's user, no setuid; executables stay so.
+        assert_eq!(mode(&t.join("app")), 0o755);
+        assert_eq!(mode(&t.join("static/index.html")), 0o644);
+        assert_eq!(mode(&t.join("static/sbin")), 0o755);
+        assert_eq!(mode(&t.join("templates/a/b.txt")), 0o644);
+        assert_eq!(mode(&t.join("templates/a")), 0o755);
+        assert_eq!(mode(&t), 0o755);
+        let launch = Launch::of(layout, &m);
+        assert_eq!(launch.program, t.join("app"));
+        assert_eq!(launch.args, vec!["serve".to_string()]);
+        assert_eq!(launch.workdir, t);
+        assert_eq!(launch.verify, layout.archive(&m.id));
+        verify_binary(&launch.verify, &m.id).unwrap();
+        // A changed archive is refused by its name.
+        std::fs::write(layout.archive(&m.id), b"changed").unwrap();
+        let err = verify_binary(&launch.verify, &m.id)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("its archive's sha256 is"), "{err}");
+        // Pruned like any release.
+        store.prune(0, &[]).unwrap();
+        assert!(!layout.release_dir(&m.id).exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hostile_archive_is_refused_and_leaves_nothing() {
+        let cases: Vec<(Vec<E<'_>>, &str)> = vec![
+            (vec![E::File("../evil", 0o644, b"x")], "leads outside"),
+            (vec![E::File("a/../../evil", 0o644, b"x")], "leads outside"),
+            (vec![E::File("/etc/evil", 0o644, b"x")], "absolute"),
+            (vec![E::Link("out", "/etc")], "points outside"),
+            (vec![E::Link("out", "../../..")], "points outside"),
+            (
+                vec![E::Link("dangling", "nothing-here")],
+                "points to nothing",
+            ),
+            // Through a link: the kernel resolves `l` to the root, then `..` leaves it,
+            // although `a/b/l/..` reads as inside.
+            (
+                vec![
+                    E::Dir("a"),
+                    E::Dir("a/b"),
+                    E::Link("a/b/l", "../.."),
+                    E::Link("e", "a/b/l/.."),
+                ],
+                "points outside",
+            ),
+            // Writing through a symlink to a directory.
+            (
+                vec![E::Link("d", "."), E::File("d/x", 0o644, b"x")],
+                "not a directory",
+            ),
+            (
+                vec![E::File("x", 0o644, b"1"), E::File("x", 0o644, b"2")],
+                "twice",
+            ),
+            (
+                vec![E::Other("dev", tar::EntryType::Char)],
+                "character device",
+            ),
+            (vec![E::Other("fifo", tar::EntryType::Fifo)], "fifo"),
+            (vec![E::Other("hard", tar::EntryType::Link)], "hard link"),
+        ];
+        for (entries, why) in cases {
+            let (d, store) = store();
+            let mut all = vec![E::File("app", 0o755, b"#!/bin/sh\n")];
+            all.extend(entries);
+            let bytes = archive(&all);
+            let err = put(&store, &bytes, tree(&["app"])).await.unwrap_err();
+            assert!(matches!(err, ReceiveError::BadTree(_)), "{why}: {err}");
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            assert!(store.list().unwrap().is_empty());
+            assert_eq!(
+                std::fs::read_dir(store.layout().releases())
+                    .unwrap()
+                    .count(),
+                0,
+                "{why}"
+            );
+            assert!(!d.path().join("evil").exists() && !Path::new("/etc/evil").exists());
+        }
+        // The start program must be in the tree and executable.
+        for (start, why) in [
+            (&["missing"][..], "not in the release"),
+            (&["data.txt"][..], "not an executable"),
+            (&["/bin/sh"][..], "not a relative path"),
+            (&["../app"][..], "not a relative path"),
+        ] {
+            let (_d, store) = store();
+            let bytes = archive(&[E::File("data.txt", 0o644, b"x"), E::File("app", 0o755, b"")]);
+            let err = put(&store, &bytes, tree(start)).await.unwrap_err();
+            assert!(err.to_string().contains(why), "{start:?}: {err}");
+            assert!(store.list().unwrap().is_empty());
+        }
+    }
+
+    /// The unpacked tree is flushed before the release directory is renamed into place.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_tree_is_flushed_before_it_becomes_visible() {
+        use crate::durable::Op;
+        use crate::durable::journal::under;
+        let (d, store) = store();
+        let bytes = archive(&[
+            E::File("app", 0o755, b"#!/bin/sh\n"),
+            E::File("s/x", 0o644, b"x"),
+        ]);
+        let m = put(&store, &bytes, tree(&["app"])).await.unwrap();
+        let ops = under(d.path());
+        let staging = store.layout().releases().join(format!(".{}.partial", m.id));
+        let at = |op: &Op| {
+            ops.iter()
+                .position(|o| o == op)
+                .unwrap_or_else(|| panic!("{op:?} in {ops:?}"))
+        };
+        let renamed = at(&Op::Rename(
+            staging.clone(),
+            store.layout().release_dir(&m.id),
+        ));
+        assert!(at(&Op::SyncFile(staging.join("tree/s/x"))) < renamed);
+        assert!(at(&Op::SyncDir(staging.join("tree/s"))) < renamed);
+        assert!(at(&Op::SyncDir(staging.join("tree"))) < renamed);
     }
 }

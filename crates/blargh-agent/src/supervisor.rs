@@ -34,7 +34,7 @@ use crate::logs::AppLog;
 use crate::notify::{NotifyEvent, NotifySocket};
 use crate::sockets::Listener;
 use crate::spawn::{OutputPipes, SpawnSpec, capture_adopted, run_once, spawn};
-use crate::store::Store;
+use crate::store::{Launch, Store};
 use crate::upgrade::{HandedListener, HandedProcess, Handover};
 
 /// Longest wait for a draining release to say it stopped accepting before an activation
@@ -645,8 +645,13 @@ impl Supervisor {
                             "this delta was made against a release with sha256 {sha}, which this host does not have; send the whole file"
                         )
                     })?;
+                // A tree release's base is the archive it arrived as.
+                let base = match m.tree {
+                    None => self.layout.binary(&m.id),
+                    Some(_) => self.layout.archive(&m.id),
+                };
                 Some(
-                    std::fs::read(self.layout.binary(&m.id))
+                    std::fs::read(base)
                         .map_err(|e| format!("cannot read the base release {}: {e}", m.id))?,
                 )
             }
@@ -883,9 +888,11 @@ impl Supervisor {
                 plain_error("no release is current on this host; name one (see `releases`)".into())
             })?,
         };
-        self.store
+        let manifest = self
+            .store
             .get(&id)
             .map_err(|e| plain_error(e.to_string()))?;
+        let launch = Launch::of(&self.layout, &manifest);
         let env = self.release_env(&id, None).map_err(plain_error)?;
         let env: Vec<(String, String)> = env
             .into_iter()
@@ -893,7 +900,7 @@ impl Supervisor {
             .collect();
         // `{bin}` in an argument stands for the release's executable; the first word is
         // the program (`{bin}` itself, or e.g. `sh`).
-        let bin = self.layout.binary(&id).display().to_string();
+        let bin = launch.program.display().to_string();
         let argv: Vec<String> = args.iter().map(|a| a.replace("{bin}", &bin)).collect();
         let Some((program, rest)) = argv.split_first() else {
             return Err(plain_error(
@@ -905,7 +912,9 @@ impl Supervisor {
                 release: &id,
                 app: program,
                 binary: std::path::PathBuf::from(program),
-                workdir: self.layout.data(),
+                args: Vec::new(),
+                verify: std::path::PathBuf::from(program),
+                workdir: launch.workdir,
                 listeners: &[],
                 env,
                 run_dir: self.layout.run(),
@@ -1047,12 +1056,16 @@ impl Supervisor {
             .into_iter()
             .filter(|(k, _)| !k.starts_with("LISTEN_") && !k.starts_with("WATCHDOG_"))
             .collect();
-        let bin = self.layout.binary(id).display().to_string();
+        let launch = Launch::of(
+            &self.layout,
+            &self.store.get(id).map_err(|e| e.to_string())?,
+        );
+        let bin = launch.program.display().to_string();
         Ok(crate::readiness::ReadyCommand {
             release: id.to_string(),
             argv: argv.iter().map(|a| a.replace("{bin}", &bin)).collect(),
             env,
-            workdir: self.layout.data(),
+            workdir: launch.workdir,
             run_dir: self.layout.run(),
             run_as: self.run_as,
             trampoline: self.trampoline.clone(),
@@ -1088,7 +1101,11 @@ impl Supervisor {
             Readiness::Exec(argv) => Some(self.ready_command(id, argv).map_err(fail)?),
             _ => None,
         };
-        let data_dir = self.layout.data();
+        let manifest = self
+            .store
+            .get(id)
+            .map_err(|e| fail(format!("release {id} could not be started: {e}")))?;
+        let launch = Launch::of(&self.layout, &manifest);
         let run_dir = self.layout.run();
         let with_private: Vec<Listener>;
         let listeners: &[Listener] = match private {
@@ -1114,8 +1131,10 @@ impl Supervisor {
             SpawnSpec {
                 release: id,
                 app: &self.cfg.app,
-                binary: self.layout.binary(id),
-                workdir: data_dir.clone(),
+                binary: launch.program,
+                args: launch.args,
+                verify: launch.verify,
+                workdir: launch.workdir,
                 listeners,
                 env,
                 run_dir,

@@ -14,8 +14,9 @@ pub const ARG: &str = "__blargh-exec-release";
 pub const UID_VAR: &str = "BLARGH_TRAMPOLINE_UID";
 /// Gid to switch to before exec.
 pub const GID_VAR: &str = "BLARGH_TRAMPOLINE_GID";
-/// Working directory to enter once running as the app's user: `data/` is the app's (0700),
-/// so the agent's user could not enter it before the switch.
+/// Working directory to enter once running as the app's user: `data/` (the app's, 0700, so
+/// the agent's user could not enter it before the switch) for a single binary, the
+/// release's `tree/` (read-only to the app) for a directory release.
 pub const DIR_VAR: &str = "BLARGH_TRAMPOLINE_DIR";
 
 /// What the trampoline writes to the app's `/proc/self/oom_score_adj` before exec: the

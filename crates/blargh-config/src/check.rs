@@ -382,6 +382,89 @@ pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
         .copied()
 }
 
+/// An `include` pattern: a glob relative to the package's directory, never leaving it.
+pub(crate) fn include_pattern(s: &str) -> Result<(), Problem> {
+    let fix = "write a pattern relative to the package's directory, like \"static/**\" or \
+               \"templates/*.html\"";
+    if s.is_empty() {
+        return Err(problem("an empty pattern matches nothing", fix));
+    }
+    if s.starts_with('/') {
+        return Err(problem("an absolute pattern", fix));
+    }
+    if s.split('/').any(|c| c == "..") {
+        return Err(problem(
+            "leaves the package's directory (..)",
+            format!("{fix}; a release holds only files from inside it"),
+        ));
+    }
+    glob::Pattern::new(s)
+        .map(|_| ())
+        .map_err(|e| problem(format!("not a glob pattern: {}", e.msg), fix))
+}
+
+/// `release_dir`: a directory path, relative to the package's directory or absolute.
+pub(crate) fn release_dir(s: &str) -> Result<(), Problem> {
+    if s.trim().is_empty() {
+        return Err(problem(
+            "empty",
+            "name the directory your build makes, like release_dir = \"_build/prod/rel/shop\"",
+        ));
+    }
+    Ok(())
+}
+
+/// `start[0]`: a relative path inside the release.
+pub(crate) fn start_program(s: &str) -> Result<(), Problem> {
+    if blargh_proto::manifest::is_inside_path(s) {
+        return Ok(());
+    }
+    let what = if s.starts_with('/') {
+        format!("the program {} is an absolute path", quote(s))
+    } else if s.split('/').any(|c| c == "..") {
+        format!("the program {} leaves the release (..)", quote(s))
+    } else {
+        format!("the program {} is not a path", quote(s))
+    };
+    Err(problem(
+        what,
+        "name a file inside release_dir by its path there, like start = [\"bin/shop\", \"start\"]; \
+         it runs with the release as its working directory",
+    ))
+}
+
+/// A size: a whole number and a unit (`B`, `kB`/`KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`),
+/// more than zero.
+pub(crate) fn size(s: &str) -> Result<u64, Problem> {
+    let fix = "write a number and a unit, like \"500 MB\", \"2 GiB\" or \"800 kB\"";
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let mult: u64 = match unit {
+        "B" => 1,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "" => return Err(problem("a size needs a unit", fix)),
+        _ => {
+            return Err(problem(
+                format!("{} is not a unit of size", quote(unit)),
+                fix,
+            ));
+        }
+    };
+    let n: u64 = num.parse().map_err(|_| problem("not a size", fix))?;
+    match n.checked_mul(mult) {
+        Some(0) => Err(problem("zero", fix)),
+        Some(b) => Ok(b),
+        None => Err(problem("too large", fix)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

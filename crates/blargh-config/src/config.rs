@@ -44,8 +44,35 @@ pub const DEFAULT_AUTO_ROLLBACK: AutoRollback = AutoRollback {
 /// The longest app name: it becomes a system user, and `useradd` caps those at 32 bytes
 /// on some systems, with `blargh-<app>-<socket>` unit names built from it.
 pub const MAX_APP_LEN: usize = blargh_proto::names::MAX_APP_LEN;
+/// `max_release_size` when not set: 500 MB. The agent holds a release in memory while it
+/// decodes it, and keeps `keep_releases` of them on disk; a release this big is most
+/// likely a mistake (a `target/` or `node_modules/` caught by `include`).
+pub const DEFAULT_MAX_RELEASE_SIZE: u64 = 500_000_000;
+/// The largest `max_release_size`: what the agent decodes at most (1 GiB).
+pub const MAX_RELEASE_SIZE: u64 = 1 << 30;
+
 /// In a `before_activate` argument, replaced by the path of the new release's binary.
 pub const BIN_PLACEHOLDER: &str = "{bin}";
+
+/// What a release is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseContent {
+    /// The binary cargo builds, started as `app`, with the files `include` matches beside
+    /// it (glob patterns relative to the package's directory, checked for syntax here and
+    /// matched by the caller). No patterns: a single executable, as before trees.
+    Binary {
+        /// Glob patterns, relative, without `..`.
+        include: Vec<String>,
+    },
+    /// A directory built by other tools (`release_dir`, relative to the package's
+    /// directory or absolute), shipped whole and started with `start` inside it.
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The start command: `start[0]` a relative path inside `dir`, then its arguments.
+        start: Vec<String>,
+    },
+}
 
 /// When the agent goes back to the previous release by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +144,12 @@ pub struct DeployConfig {
     pub parallel: bool,
     /// `known_hosts` lines trusted for the hosts, instead of `~/.ssh/known_hosts` (CI).
     pub known_hosts: Vec<String>,
+    /// What a release is: the built binary with `include`d files, or a `release_dir`
+    /// with its `start` command.
+    pub release: ReleaseContent,
+    /// A release (the binary, or the archive of a tree) bigger than this many bytes is
+    /// refused before anything is sent (`max_release_size`).
+    pub max_release_size: u64,
 }
 
 impl DeployConfig {

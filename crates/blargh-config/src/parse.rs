@@ -20,8 +20,8 @@ use crate::check::{self, Problem, quote};
 use crate::config::{
     AutoRollback, BIN_PLACEHOLDER, DEFAULT_AUTO_ROLLBACK, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_KEEP_RELEASES, DEFAULT_LISTEN_ADDRESS, DEFAULT_LISTEN_NAME, DEFAULT_LOCK_EXPIRY,
-    DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG_TIMEOUT, DeployConfig, MIN_KEEP_RELEASES,
-    MIN_WATCHDOG_TIMEOUT,
+    DEFAULT_MAX_RELEASE_SIZE, DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG_TIMEOUT, DeployConfig,
+    MAX_RELEASE_SIZE, MIN_KEEP_RELEASES, MIN_WATCHDOG_TIMEOUT, ReleaseContent,
 };
 use crate::error::{ConfigError, ErrorKind};
 use blargh_proto::control::{Readiness, TlsSettings};
@@ -48,6 +48,10 @@ pub const KEYS: &[&str] = &[
     "lock_expiry",
     "parallel",
     "known_hosts",
+    "include",
+    "release_dir",
+    "start",
+    "max_release_size",
     "destinations",
 ];
 
@@ -158,6 +162,10 @@ struct Layer {
     lock_expiry: Option<At<Duration>>,
     parallel: Option<bool>,
     known_hosts: Option<Vec<String>>,
+    include: Option<At<Vec<String>>>,
+    release_dir: Option<At<String>>,
+    start: Option<At<Vec<String>>>,
+    max_release_size: Option<u64>,
 }
 
 impl Layer {
@@ -206,6 +214,10 @@ impl Layer {
             lock_expiry: over.lock_expiry.or(self.lock_expiry),
             parallel: over.parallel.or(self.parallel),
             known_hosts: over.known_hosts.or(self.known_hosts),
+            include: over.include.or(self.include),
+            release_dir: over.release_dir.or(self.release_dir),
+            start: over.start.or(self.start),
+            max_release_size: over.max_release_size.or(self.max_release_size),
         }
     }
 }
@@ -817,6 +829,66 @@ fn auto_rollback(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Rollback, Con
     Ok(Rollback::On { window, crashes })
 }
 
+/// `start = ["bin/shop", "start"]`: the program, a relative path inside `release_dir`,
+/// then its arguments.
+fn start(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<Vec<String>, ConfigError> {
+    let example = "[\"bin/shop\", \"start\"]";
+    if let DeValue::String(s) = v.get_ref() {
+        let words: Vec<String> = s.split_whitespace().map(quote).collect();
+        let p = check::problem(
+            "expected a list of arguments (argv), found a string",
+            format!(
+                "write one string per argument, like start = [{}]",
+                words.join(", ")
+            ),
+        );
+        return Err(cx.bad(path, v, p));
+    }
+    let argv = string_list(cx, path, v, example, |_| Ok(()))?;
+    let max = blargh_proto::manifest::MAX_START_ARGS;
+    let problem = match argv.first() {
+        None => Some(check::problem(
+            "is empty",
+            format!(
+                "name the program inside release_dir and its arguments, like start = {example}"
+            ),
+        )),
+        Some(_) if argv.len() > max => Some(check::problem(
+            format!("has {} arguments", argv.len()),
+            format!("at most {max}"),
+        )),
+        Some(program) => check::start_program(program).err(),
+    };
+    match problem {
+        Some(p) => Err(cx.bad(path, v, p)),
+        None => Ok(argv),
+    }
+}
+
+/// A size like `"500 MB"`, more than zero and at most [`MAX_RELEASE_SIZE`].
+fn size(cx: &Cx<'_>, path: &str, v: &Value<'_>) -> Result<u64, ConfigError> {
+    let s = match v.get_ref() {
+        DeValue::String(s) => s,
+        DeValue::Integer(n) => {
+            let p = check::problem(
+                "a size is a string with a unit",
+                format!("write it like {} = \"{n} B\" or \"500 MB\"", leaf(path)),
+            );
+            return Err(cx.bad(path, v, p));
+        }
+        other => return Err(cx.bad(path, v, wrong_type(path, other, "a size", "\"500 MB\""))),
+    };
+    let n = check::size(s).map_err(|p| cx.bad(path, v, p))?;
+    if n > MAX_RELEASE_SIZE {
+        let p = check::problem(
+            "too large; the agent accepts releases of at most 1 GiB",
+            format!("write it like {} = \"1 GiB\" or less", leaf(path)),
+        );
+        return Err(cx.bad(path, v, p));
+    }
+    Ok(n)
+}
+
 /// `unknown key <path>; did you mean <x>?` at the key.
 fn unknown_key(cx: &Cx<'_>, path: &str, key: &Key<'_>, known: &[&str]) -> ConfigError {
     let name = key.get_ref().as_ref();
@@ -880,6 +952,27 @@ fn layer<'a, 'i>(
                 let ex = "[\"203.0.113.10 ssh-ed25519 AAAA...\"]";
                 l.known_hosts = Some(string_list(cx, p, v, ex, check::known_hosts_line)?);
             }
+            "include" => {
+                let ex = "[\"static/**\", \"templates/**\"]";
+                let value = string_list(cx, p, v, ex, check::include_pattern)?;
+                l.include = Some(At {
+                    value,
+                    path: p.to_string(),
+                    span: v.span(),
+                });
+            }
+            "release_dir" => {
+                let ex = "\"_build/prod/rel/shop\"";
+                l.release_dir = Some(at(checked_string(cx, p, v, ex, check::release_dir)?));
+            }
+            "start" => {
+                l.start = Some(At {
+                    value: start(cx, p, v)?,
+                    path: p.to_string(),
+                    span: v.span(),
+                })
+            }
+            "max_release_size" => l.max_release_size = Some(size(cx, p, v)?),
             "destinations" if top => destinations = Some((k, v)),
             "destinations" => {
                 return Err(cx.error(
@@ -1159,6 +1252,51 @@ fn resolve(
         }),
     };
 
+    // `include = []` is no include (a destination's way to turn off the top level's).
+    let include = l.include.filter(|i| !i.value.is_empty());
+    let release = match (l.release_dir, include, l.start) {
+        (Some(dir), Some(include), _) => {
+            let message = format!(
+                "{} and {} cannot be used together: release_dir ships a directory built by \
+                 other tools, include adds files to the binary cargo builds; remove one",
+                include.path, dir.path
+            );
+            return Err(cx.error(
+                ErrorKind::InvalidValue,
+                include.span,
+                &include.path,
+                message,
+            ));
+        }
+        (Some(dir), None, Some(start)) => ReleaseContent::Dir {
+            dir: dir.value.into(),
+            start: start.value,
+        },
+        (Some(dir), None, None) => {
+            let message = format!(
+                "{} = {}: needs start, the command that starts the release inside it; add \
+                 start = [\"bin/shop\", \"start\"] (a path inside release_dir, then its \
+                 arguments)",
+                dir.path,
+                quote(&dir.value)
+            );
+            let key = join(scope, "start");
+            return Err(cx.error(ErrorKind::InvalidValue, dir.span, &key, message));
+        }
+        (None, _, Some(start)) => {
+            let message = format!(
+                "{}: start is the command of a release_dir (a release built by other tools); \
+                 the binary cargo builds starts by itself: remove start, or add release_dir = \
+                 \"_build/prod/rel/shop\"",
+                start.path
+            );
+            return Err(cx.error(ErrorKind::InvalidValue, start.span, &start.path, message));
+        }
+        (None, include, None) => ReleaseContent::Binary {
+            include: include.map(|i| i.value).unwrap_or_default(),
+        },
+    };
+
     let app = named(cx, &app, &join(SECTION, "app"), scope_span.clone())?;
     let mut env = BTreeMap::new();
     for (k, v) in l.env.unwrap_or_default() {
@@ -1187,6 +1325,8 @@ fn resolve(
         lock_expiry,
         parallel: l.parallel.unwrap_or(false),
         known_hosts: l.known_hosts.unwrap_or_default(),
+        release,
+        max_release_size: l.max_release_size.unwrap_or(DEFAULT_MAX_RELEASE_SIZE),
     })
 }
 

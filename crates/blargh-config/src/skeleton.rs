@@ -73,6 +73,14 @@ hosts = []
 # parallel = false
 # known_hosts lines to trust instead of ~/.ssh/known_hosts (CI): `ssh-keyscan HOST`.
 # known_hosts = []
+# Files shipped beside the binary (globs relative to this directory); the app runs in their tree.
+# include = []
+# For other stacks: ship this directory whole (built by a hook or by you; no cargo build) ...
+# release_dir = "_build/prod/rel/shop"
+# ... and start it with this command, a path inside it, then arguments.
+# start = ["bin/shop", "start"]
+# Refuse to send a release (binary or archive) bigger than this.
+# max_release_size = "500 MB"
 
 # Overrides for `cargo blargh deploy -d NAME`: same keys; tables merge, the rest replace.
 # [{SECTION}.destinations.staging]

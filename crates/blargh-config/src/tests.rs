@@ -769,6 +769,14 @@ fn the_skeleton_parses_once_hosts_is_filled_in_and_shows_the_defaults() {
     .unwrap();
     assert_eq!(full.bin.as_deref(), Some("Shop"));
     assert_eq!(full.target.as_deref(), Some("x86_64-unknown-linux-musl"));
+    // release_dir and start are shown with an example (the default is the built binary).
+    assert_eq!(
+        full.release,
+        ReleaseContent::Dir {
+            dir: "_build/prod/rel/shop".into(),
+            start: vec!["bin/shop".into(), "start".into()]
+        }
+    );
     // tls is shown with an example (there is no default domain).
     assert_eq!(full.tls.as_ref().unwrap().domains, ["shop.example"]);
     assert_eq!(
@@ -776,6 +784,7 @@ fn the_skeleton_parses_once_hosts_is_filled_in_and_shows_the_defaults() {
             bin: None,
             target: None,
             tls: None,
+            release: plain.release.clone(),
             ..full
         },
         plain
@@ -1055,5 +1064,104 @@ fn tls_takes_domains_contact_and_directory_and_names_the_key_when_wrong() {
     ] {
         let e = err(&format!("hosts = [\"h\"]\n{bad}\n")).to_string();
         assert!(e.contains(key) && e.contains(says), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn a_release_is_the_binary_with_its_includes_or_a_directory_with_its_start() {
+    let c = ok("hosts = [\"h\"]\n");
+    assert_eq!(c.release, ReleaseContent::Binary { include: vec![] });
+    assert_eq!(c.max_release_size, 500_000_000);
+    let c = ok(
+        "hosts = [\"h\"]\ninclude = [\"static/**\", \"templates/*.html\"]\nmax_release_size = \"2 MiB\"\n",
+    );
+    assert_eq!(
+        c.release,
+        ReleaseContent::Binary {
+            include: vec!["static/**".into(), "templates/*.html".into()]
+        }
+    );
+    assert_eq!(c.max_release_size, 2 << 20);
+    let c = ok(
+        "hosts = [\"h\"]\nrelease_dir = \"_build/prod/rel/shop\"\nstart = [\"bin/shop\", \"start\"]\n",
+    );
+    assert_eq!(
+        c.release,
+        ReleaseContent::Dir {
+            dir: "_build/prod/rel/shop".into(),
+            start: vec!["bin/shop".into(), "start".into()]
+        }
+    );
+    // A destination turns the top level's include off with [] and ships a directory.
+    let text = "hosts = [\"h\"]\ninclude = [\"static/**\"]\n\
+                [package.metadata.blargh.destinations.beam]\n\
+                include = []\nrelease_dir = \"rel\"\nstart = [\"bin/shop\"]\n";
+    let c = try_parse(text, Some("beam")).unwrap();
+    assert!(matches!(c.release, ReleaseContent::Dir { .. }));
+}
+
+#[test]
+fn bad_include_start_release_dir_and_size_name_the_key() {
+    let h = "hosts = [\"h\"]\n";
+    for (line, parts) in [
+        (
+            "include = [\"/etc/**\"]",
+            &["package.metadata.blargh.include[0]", "absolute"][..],
+        ),
+        (
+            "include = [\"../secrets/*\"]",
+            &["include[0]", "leaves the package's directory"],
+        ),
+        (
+            "include = [\"static/**\", \"a/[b\"]",
+            &["include[1]", "not a glob pattern"],
+        ),
+        ("include = \"static/**\"", &["include", "expected a list"]),
+        (
+            "start = [\"bin/shop\"]",
+            &["package.metadata.blargh.start", "release_dir"],
+        ),
+        (
+            "release_dir = \"rel\"",
+            &["needs start", "start = [\"bin/shop\""],
+        ),
+        (
+            "release_dir = \"rel\"\nstart = [\"/bin/sh\"]",
+            &["package.metadata.blargh.start", "absolute path"],
+        ),
+        (
+            "release_dir = \"rel\"\nstart = [\"../x\"]",
+            &["start", "leaves the release"],
+        ),
+        ("release_dir = \"rel\"\nstart = []", &["start", "is empty"]),
+        (
+            "release_dir = \"rel\"\nstart = \"bin/shop start\"",
+            &["start", "[\"bin/shop\", \"start\"]"],
+        ),
+        (
+            "release_dir = \"rel\"\nstart = [\"x\"]\ninclude = [\"a\"]",
+            &["include and", "cannot be used together"],
+        ),
+        ("max_release_size = 500", &["max_release_size", "\"500 B\""]),
+        (
+            "max_release_size = \"500\"",
+            &["max_release_size", "needs a unit"],
+        ),
+        (
+            "max_release_size = \"5 TB\"",
+            &["max_release_size", "\"TB\" is not a unit"],
+        ),
+        (
+            "max_release_size = \"2 GiB\"",
+            &["max_release_size", "at most 1 GiB"],
+        ),
+        ("max_release_size = \"0 MB\"", &["max_release_size", "zero"]),
+    ] {
+        let e = err(&format!("{h}{line}\n"));
+        let text = e.to_string();
+        assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}: {text}");
+        for p in parts {
+            assert!(text.contains(p), "{line}: {text:?} lacks {p:?}");
+        }
     }
 }

@@ -7,8 +7,62 @@ use crate::names::ReleaseId;
 
 /// File name of the manifest inside a release directory.
 pub const MANIFEST_FILE: &str = "release.json";
-/// File name of the executable inside a release directory.
+/// File name of the executable inside a release directory (a single-binary release), and
+/// inside the tree of an `include` release.
 pub const BINARY_FILE: &str = "app";
+/// File name of the archive a tree release arrived as, kept in its release directory: what
+/// the manifest's sha256 covers, and the base of the next deploy's delta.
+pub const ARCHIVE_FILE: &str = "release.tar";
+/// Directory, inside a release directory, that a tree release is unpacked into: its
+/// working directory.
+pub const TREE_DIR: &str = "tree";
+/// The most arguments a tree's start command may have.
+pub const MAX_START_ARGS: usize = 64;
+
+/// A release that is a directory tree rather than one executable: it travels as a tar
+/// archive (the manifest's sha256 and size are the archive's), is unpacked into
+/// `releases/<id>/tree/`, and runs `start` there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseTree {
+    /// The command that starts it: `start[0]` a relative path inside the tree (`app` for a
+    /// binary shipped with `include`), then its arguments.
+    pub start: Vec<String>,
+}
+
+impl ReleaseTree {
+    /// Checks `start` as a peer sends it: 1 to [`MAX_START_ARGS`] arguments, the program a
+    /// relative path inside the tree (no `..`, not absolute, not empty), no NUL anywhere.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(program) = self.start.first() else {
+            return Err("the start command is empty".into());
+        };
+        if self.start.len() > MAX_START_ARGS {
+            return Err(format!(
+                "the start command has {} arguments; at most {MAX_START_ARGS}",
+                self.start.len()
+            ));
+        }
+        if self.start.iter().any(|a| a.contains('\0')) {
+            return Err("the start command contains a NUL byte".into());
+        }
+        if !is_inside_path(program) {
+            return Err(format!(
+                "the start program {program:?} is not a relative path inside the release \
+                 (no leading /, no ..)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True when `path` is relative, non-empty and has no `..` component: a path that stays
+/// inside the directory it is taken from (as long as no symlink on the way leads out).
+pub fn is_inside_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|c| c != ".." && !c.contains('\0'))
+        && path.split('/').any(|c| !c.is_empty() && c != ".")
+}
 
 /// What is known about one release. Times are RFC 3339 strings in UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,9 +75,9 @@ pub struct ReleaseManifest {
     /// Git commit the release was built from.
     #[serde(default)]
     pub git_sha: Option<String>,
-    /// Lower-case hex sha256 of the executable.
+    /// Lower-case hex sha256 of the executable (of the archive, for a tree release).
     pub sha256: String,
-    /// Size of the executable in bytes.
+    /// Size of the executable (of the archive, for a tree release) in bytes.
     pub size: u64,
     /// When the binary was built, if the sender knew.
     #[serde(default)]
@@ -36,6 +90,10 @@ pub struct ReleaseManifest {
     /// Free text given with the deploy (`--message`).
     #[serde(default)]
     pub message: Option<String>,
+    /// Set when the release is a directory tree (see [`ReleaseTree`]); absent for a single
+    /// executable, and in every manifest written before trees existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<ReleaseTree>,
 }
 
 /// Metadata a sender supplies with a binary; the agent adds id, sha256, size and times.
@@ -56,6 +114,11 @@ pub struct ReleaseMeta {
     /// Free text (`--message`).
     #[serde(default)]
     pub message: Option<String>,
+    /// The bytes are a tar archive of a directory tree that starts with this command. An
+    /// agent too old to know this field stores the archive as an executable; the sender
+    /// sees `tree` missing from the manifest it gets back and refuses to go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<ReleaseTree>,
 }
 
 impl ReleaseManifest {
@@ -93,11 +156,46 @@ mod tests {
             deployed_at: "2026-11-28T15:32:10Z".into(),
             deployed_by: Some("ana@laptop".into()),
             message: None,
+            tree: None,
         };
         assert_eq!(ReleaseManifest::from_json(&m.to_json()).unwrap(), m);
+        assert!(
+            !m.to_json().contains("tree"),
+            "a binary release writes no tree"
+        );
         let minimal = r#"{"id":"x","sha256":"00","size":1,"deployed_at":"t"}"#;
         let parsed = ReleaseManifest::from_json(minimal).unwrap();
         assert_eq!(parsed.version, None);
+        assert_eq!(parsed.tree, None, "old manifests are single binaries");
+        let tree = ReleaseManifest {
+            tree: Some(ReleaseTree {
+                start: vec!["bin/shop".into(), "start".into()],
+            }),
+            ..m
+        };
+        assert_eq!(ReleaseManifest::from_json(&tree.to_json()).unwrap(), tree);
+    }
+
+    #[test]
+    fn a_start_command_stays_inside_the_tree() {
+        let tree = |s: &[&str]| ReleaseTree {
+            start: s.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(tree(&["app"]).check().is_ok());
+        assert!(tree(&["bin/shop", "start"]).check().is_ok());
+        assert!(tree(&["./bin/shop"]).check().is_ok());
+        for bad in [
+            &[][..],
+            &["/bin/sh"],
+            &["../x"],
+            &["bin/../../x"],
+            &[""],
+            &["."],
+            &["a\0b"],
+        ] {
+            assert!(tree(bad).check().is_err(), "{bad:?}");
+        }
+        assert!(tree(&["x"; MAX_START_ARGS + 1]).check().is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! <root>/
 //!   releases/<id>/app            the release's executable (0755)
 //!   releases/<id>/release.json   its manifest
+//!   releases/<id>/release.tar    a tree release: the archive it arrived as (no `app`)
+//!   releases/<id>/tree/          a tree release, unpacked: its working directory
 //!   current -> releases/<id>     what runs (and what starts at boot)
 //!   previous -> releases/<id>    what `rollback` goes back to
 //!   data/                        persists across releases; handed to the app
@@ -21,7 +23,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::control::SOCKET_FILE;
-use crate::manifest::{BINARY_FILE, MANIFEST_FILE};
+use crate::manifest::{ARCHIVE_FILE, BINARY_FILE, MANIFEST_FILE, TREE_DIR};
 use crate::names::{AppName, ReleaseId};
 
 /// Where every app's root directory lives on a server.
@@ -63,6 +65,14 @@ impl Layout {
     /// Executable of release `id`.
     pub fn binary(&self, id: &ReleaseId) -> PathBuf {
         self.release_dir(id).join(BINARY_FILE)
+    }
+    /// Archive a tree release arrived as (its manifest's sha256; the next delta's base).
+    pub fn archive(&self, id: &ReleaseId) -> PathBuf {
+        self.release_dir(id).join(ARCHIVE_FILE)
+    }
+    /// Directory a tree release is unpacked into (its working directory).
+    pub fn tree(&self, id: &ReleaseId) -> PathBuf {
+        self.release_dir(id).join(TREE_DIR)
     }
     /// Manifest of release `id`.
     pub fn manifest(&self, id: &ReleaseId) -> PathBuf {

@@ -44,6 +44,7 @@ fn meta() -> impl Strategy<Value = ReleaseMeta> {
             built_at: None,
             deployed_by,
             message,
+            tree: None,
         })
 }
 

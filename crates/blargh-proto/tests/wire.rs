@@ -20,6 +20,7 @@ fn manifest() -> ReleaseManifest {
         deployed_at: "2026-11-28T15:32:10Z".into(),
         deployed_by: Some("ana@laptop via uid 1000 (deploy)".into()),
         message: Some("new checkout".into()),
+        tree: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn requests() -> Vec<Request> {
                 built_at: None,
                 deployed_by: Some("ana@laptop".into()),
                 message: Some("new checkout".into()),
+                tree: None,
             },
             encoding: Encoding::Frame,
         },

@@ -534,6 +534,7 @@ mod tests {
             deployed_at: "2026-11-28T15:32:10Z".into(),
             deployed_by: Some("ana@laptop".into()),
             message: message.map(Into::into),
+            tree: None,
         }
     }
 

@@ -177,6 +177,7 @@ async fn receive(socket: &std::path::Path, r: ReceiveArgs) -> Result<Reply, Stri
         built_at: None,
         deployed_by: r.by.or_else(whoami),
         message: r.message,
+        tree: None,
     };
     let (sha256, size, mut body): (String, u64, Box<dyn tokio::io::AsyncRead + Unpin + Send>) = if r
         .file

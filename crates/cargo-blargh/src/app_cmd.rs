@@ -9,10 +9,11 @@ use blargh_proto::{AppName, EnvKey, ReleaseId};
 use futures_util::future::join_all;
 
 use crate::cli::{ActivateArgs, AppArgs, Command, DeployArgs, EnvCommand, LockCommand};
-use crate::deploy::{DeployReport, Switch, activate_staged, deploy, whoami};
+use crate::deploy::{DeployReport, Payload, Switch, activate_staged, deploy, whoami};
 use crate::remote::connect;
 use crate::remote_agent::{self, ClientError, RemoteAgent};
 use crate::settings::{Overrides, Settings};
+use blargh_config::ReleaseContent;
 
 /// The settings of an app command: its flags over `[package.metadata.blargh]`, resolved
 /// once (see [`crate::settings`]), with an app and hosts to talk to.
@@ -474,39 +475,30 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         return 1;
     }
     let t_build = std::time::Instant::now();
-    let path = match (&a.binary, &t.build) {
-        (Some(p), _) => p.clone(),
-        (None, Some(b)) => {
-            eprintln!("building {} (cargo build --release) …", b.bin);
-            match crate::build::build(&b.dir, &b.package, &b.bin, b.target.as_deref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return 1;
-                }
-            }
-        }
-        (None, None) => {
-            eprintln!(
-                "error: nothing to deploy: run from the app's directory (its Cargo.toml), or pass --binary PATH"
-            );
-            return 2;
+    let (payload, what) = match release_payload(&a, &t, &app_dir) {
+        Ok(p) => p,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return code;
         }
     };
     let build_ms = t_build.elapsed().as_millis();
-    let binary = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            return 1;
-        }
-    };
+    if payload.bytes.len() as u64 > t.max_release_size {
+        eprintln!(
+            "error: the release ({what}) is {} bytes, more than max_release_size ({} bytes); \
+             ship less (check include) or raise max_release_size in [package.metadata.blargh]; \
+             nothing was sent",
+            payload.bytes.len(),
+            t.max_release_size
+        );
+        return 2;
+    }
+    let binary = &payload.bytes;
     if a.dry_run {
         println!(
-            "would deploy {} ({} bytes, sha256 {}) as {} to: {}",
-            path.display(),
+            "would deploy {what} ({} bytes, sha256 {}) as {} to: {}",
             binary.len(),
-            crate::deploy::sha256_hex(&binary),
+            crate::deploy::sha256_hex(binary),
             t.app,
             t.hosts.join(", ")
         );
@@ -525,12 +517,12 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         );
         return 0;
     }
-    hook_env.push(("BLARGH_SHA256".into(), crate::deploy::sha256_hex(&binary)));
+    hook_env.push(("BLARGH_SHA256".into(), crate::deploy::sha256_hex(binary)));
     if let Err(e) = crate::hooks::run(&app_dir, "pre-deploy", &hook_env) {
         eprintln!("error: {e}; nothing was sent to the servers");
         return 1;
     }
-    let report = deploy(&t.deploy, &binary, &t.connect).await;
+    let report = deploy(&t.deploy, &payload, &t.connect).await;
     print_report(&report, Some(build_ms), a.app.json);
     hook_env.push((
         "BLARGH_RESULT".into(),
@@ -550,6 +542,73 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         eprintln!("warning: {e}");
     }
     if report.ok { 0 } else { 1 }
+}
+
+/// What this deploy ships, and how to name it: the built (or `--binary`) executable, that
+/// executable packed with its `include`d files, or a packed `release_dir` (no cargo build:
+/// a pre-build hook or the developer builds it). Errors carry the exit code.
+fn release_payload(
+    a: &DeployArgs,
+    t: &Settings,
+    app_dir: &std::path::Path,
+) -> Result<(Payload, String), (i32, String)> {
+    if let ReleaseContent::Dir { dir, start } = &t.content {
+        if a.binary.is_some() {
+            return Err((
+                2,
+                "--binary ships one executable, but this app's release is its release_dir; \
+                 drop --binary (or release_dir)"
+                    .into(),
+            ));
+        }
+        eprintln!("packing {} (release_dir) …", dir.display());
+        let packed = crate::pack::release_dir(dir, start).map_err(|e| (2, e))?;
+        let what = format!("{} ({} entries)", dir.display(), packed.entries);
+        return Ok((
+            Payload {
+                bytes: packed.bytes,
+                tree: Some(packed.tree),
+                fit: None,
+            },
+            what,
+        ));
+    }
+    let path = match (&a.binary, &t.build) {
+        (Some(p), _) => p.clone(),
+        (None, Some(b)) => {
+            eprintln!("building {} (cargo build --release) …", b.bin);
+            crate::build::build(&b.dir, &b.package, &b.bin, b.target.as_deref())
+                .map_err(|e| (1, e.to_string()))?
+        }
+        (None, None) => {
+            return Err((
+                2,
+                "nothing to deploy: run from the app's directory (its Cargo.toml), or pass --binary PATH"
+                    .into(),
+            ));
+        }
+    };
+    let binary =
+        std::fs::read(&path).map_err(|e| (1, format!("cannot read {}: {e}", path.display())))?;
+    match &t.content {
+        ReleaseContent::Binary { include } if !include.is_empty() => {
+            let packed = crate::pack::include(app_dir, &binary, include).map_err(|e| (2, e))?;
+            let what = format!(
+                "{} with {} included entries",
+                path.display(),
+                packed.entries - 1
+            );
+            Ok((
+                Payload {
+                    bytes: packed.bytes,
+                    tree: Some(packed.tree),
+                    fit: Some(binary),
+                },
+                what,
+            ))
+        }
+        _ => Ok((Payload::binary(binary), path.display().to_string())),
+    }
 }
 
 /// `cargo blargh activate RELEASE`: the switch half of a deploy, for a release the hosts

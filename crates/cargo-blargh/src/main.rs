@@ -9,6 +9,7 @@ mod deploy;
 mod drift;
 mod hooks;
 mod output;
+mod pack;
 mod remote;
 mod remote_agent;
 mod seed_cmd;

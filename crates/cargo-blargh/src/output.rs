@@ -304,6 +304,7 @@ mod tests {
                 deployed_at: "now".into(),
                 deployed_by: None,
                 message: None,
+                tree: None,
             }
         }
 

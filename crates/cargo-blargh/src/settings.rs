@@ -111,6 +111,11 @@ pub struct Settings {
     pub known_hosts: Vec<String>,
     /// How to connect: the flags, completed from the configuration.
     pub connect: ConnectArgs,
+    /// What a release is made of (`include`, `release_dir` + `start`); a `release_dir`
+    /// relative to the package's directory is made absolute here.
+    pub content: blargh_config::ReleaseContent,
+    /// A release bigger than this is refused before anything is sent.
+    pub max_release_size: u64,
 }
 
 /// What the Cargo.toml says, before the flags: "as read", every field optional where the
@@ -264,6 +269,21 @@ impl Settings {
             wanted: Default::default(),
             switch: Default::default(),
         };
+        let content = match cfg.map(|c| &c.release) {
+            Some(blargh_config::ReleaseContent::Dir { dir, start }) => {
+                blargh_config::ReleaseContent::Dir {
+                    dir: match &build {
+                        Some(b) => b.dir.join(dir),
+                        None => dir.clone(),
+                    },
+                    start: start.clone(),
+                }
+            }
+            Some(other) => other.clone(),
+            None => blargh_config::ReleaseContent::Binary {
+                include: Vec::new(),
+            },
+        };
         let mut settings = Settings {
             app,
             hosts,
@@ -273,6 +293,10 @@ impl Settings {
             build,
             known_hosts: cfg.map(|c| c.known_hosts.clone()).unwrap_or_default(),
             connect: o.connect.clone(),
+            content,
+            max_release_size: cfg.map_or(blargh_config::DEFAULT_MAX_RELEASE_SIZE, |c| {
+                c.max_release_size
+            }),
         };
         settings.deploy.wanted = settings.wanted(seed_command);
         Ok(settings)

@@ -150,6 +150,7 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
         deployed_at: "2026-12-01T00:00:00Z".into(),
         deployed_by: None,
         message: None,
+        tree: None,
     };
     std::fs::write(
         rel.join(blargh_proto::manifest::MANIFEST_FILE),
@@ -170,7 +171,9 @@ fn a_release_outlives_the_thread_that_asked_for_it() {
             blargh_agent::spawn::SpawnSpec {
                 release: "r1",
                 app: "hello",
+                verify: v1.clone(),
                 binary: v1,
+                args: Vec::new(),
                 workdir: data.clone(),
                 listeners: &[],
                 env: vec![

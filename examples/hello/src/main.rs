@@ -57,7 +57,20 @@ fn app() -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/stream", get(stream_ticks))
         .route("/greeting", get(greeting_setting))
+        .route("/static/{name}", get(static_file))
         .nest_service("/_blargh", blargh::dashboard::router())
+}
+
+/// `GET /static/NAME`: the file `static/NAME` relative to the working directory, which
+/// is the release's tree when it was deployed with `include` (404 otherwise).
+async fn static_file(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Vec<u8>, axum::http::StatusCode> {
+    if name.contains('/') || name.starts_with('.') {
+        return Err(axum::http::StatusCode::BAD_REQUEST);
+    }
+    std::fs::read(std::path::Path::new("static").join(name))
+        .map_err(|_| axum::http::StatusCode::NOT_FOUND)
 }
 
 async fn stream_ticks(Query(p): Query<StreamParams>) -> axum::body::Body {

@@ -146,9 +146,38 @@ pub fn whoami() -> String {
     format!("{user}@{host}")
 }
 
-/// Deploys `binary` to every host. Never leaves a lock behind; on failure, hosts that had
-/// switched are rolled back.
-pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArgs) -> DeployReport {
+/// What a deploy ships: one executable, or the archive of a tree and its start command.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// The bytes that ship (and that the host's sha256 check covers).
+    pub bytes: Vec<u8>,
+    /// Set when `bytes` is a tree's archive.
+    pub tree: Option<blargh_proto::manifest::ReleaseTree>,
+    /// The executable whose architecture and libc must fit each host: `bytes` for a
+    /// single binary, the built binary of an `include` tree, none for a `release_dir`
+    /// (built by other tools; its fit is theirs to check).
+    pub fit: Option<Vec<u8>>,
+}
+
+impl Payload {
+    /// A single executable.
+    pub fn binary(bytes: Vec<u8>) -> Payload {
+        Payload {
+            fit: Some(bytes.clone()),
+            bytes,
+            tree: None,
+        }
+    }
+}
+
+/// Deploys `payload` to every host. Never leaves a lock behind; on failure, hosts that
+/// had switched are rolled back.
+pub async fn deploy(
+    s: &DeploySettings,
+    payload: &Payload,
+    connect_args: &ConnectArgs,
+) -> DeployReport {
+    let binary = &payload.bytes[..];
     let t0 = Instant::now();
     let sha256 = ship::sha256_hex(binary);
     let by = whoami();
@@ -167,7 +196,7 @@ pub async fn deploy(s: &DeploySettings, binary: &[u8], connect_args: &ConnectArg
             by: &by,
             holder: &holder,
         };
-        tasks.push(prepare(s, dest, binary, who, connect_args, bar));
+        tasks.push(prepare(s, dest, payload, who, connect_args, bar));
     }
     let prepared: Vec<Result<Host, HostReport>> = join_all(tasks).await;
     let switch = s.switch;
@@ -440,16 +469,17 @@ struct Who<'a> {
 async fn prepare(
     s: &DeploySettings,
     dest: &str,
-    binary: &[u8],
+    payload: &Payload,
     who: Who<'_>,
     connect_args: &ConnectArgs,
     bar: ProgressBar,
 ) -> Result<Host, HostReport> {
-    let mut host = open_host(s, dest, Some(binary), who, connect_args, bar.clone()).await?;
+    let fit = payload.fit.as_deref();
+    let mut host = open_host(s, dest, fit, who, connect_args, bar.clone()).await?;
     let Who { sha256, by, holder } = who;
     let t1 = Instant::now();
     bar.set_message("shipping the release (nothing, a delta, or the whole file)");
-    let shipped = ship::ship(&mut host.ra, s, binary, sha256, by).await;
+    let shipped = ship::ship(&mut host.ra, s, payload, sha256, by).await;
     match shipped {
         Ok(sh) => {
             host.report.release = Some(sh.release);

@@ -1,6 +1,7 @@
-//! Getting the release binary onto a host with as few bytes as possible: nothing when the
-//! host has that sha256, a delta against its current release when this machine still has
-//! that release's bytes (cached by earlier deploys), else the whole file compressed.
+//! Getting the release (an executable, or a tree's archive) onto a host with as few bytes
+//! as possible: nothing when the host has that sha256, a delta against its current release
+//! when this machine still has that release's bytes (cached by earlier deploys), else the
+//! whole file compressed.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use blargh_proto::control::Encoding;
 use blargh_proto::manifest::ReleaseMeta;
 use sha2::{Digest, Sha256};
 
-use super::DeploySettings;
+use super::{DeploySettings, Payload};
 use crate::remote_agent::RemoteAgent;
 
 /// What was shipped to a host.
@@ -53,18 +54,30 @@ pub fn cache_put(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Ships `binary` to the agent `ra` (see the module doc).
+/// Ships `payload` to the agent `ra` (see the module doc). A tree's archive travels the
+/// same way as an executable: its delta base is the host's current archive.
 pub async fn ship(
     ra: &mut RemoteAgent,
     s: &DeploySettings,
-    binary: &[u8],
+    payload: &Payload,
     sha256: &str,
     by: &str,
 ) -> Result<Shipped, String> {
+    let binary = &payload.bytes[..];
     let status = ra.status().await.map_err(|e| e.to_string())?;
     let current = status.current.as_ref().map(|m| m.id.clone());
     let releases = ra.releases().await.map_err(|e| e.to_string())?;
     if let Some(r) = releases.iter().find(|r| r.manifest.sha256 == sha256) {
+        // The same archive with another start command is another release, which the
+        // host would not store beside the first (it goes by sha256).
+        if r.manifest.tree != payload.tree {
+            return Err(format!(
+                "the host has these exact bytes as release {} with another start command \
+                 ({:?}); change a file of the release too, or activate that one",
+                r.manifest.id,
+                r.manifest.tree.as_ref().map(|t| &t.start)
+            ));
+        }
         return Ok(Shipped {
             release: r.manifest.id.clone(),
             method: "nothing",
@@ -96,11 +109,21 @@ pub async fn ship(
         built_at: None,
         deployed_by: Some(by.to_string()),
         message: s.message.clone(),
+        tree: payload.tree.clone(),
     };
     let (release, _) = ra
         .receive(sha256, meta, Encoding::Frame, &frame)
         .await
         .map_err(|e| e.to_string())?;
+    // An agent older than trees stores the archive as an executable and says nothing of
+    // a tree: it must not be started.
+    if release.tree != payload.tree {
+        return Err(format!(
+            "the agent stored release {} without its tree (it is older than this \
+             cargo-blargh); run `cargo blargh seed` to upgrade it, then deploy again",
+            release.id
+        ));
+    }
     Ok(Shipped {
         release: release.id,
         method,
