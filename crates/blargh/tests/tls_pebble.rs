@@ -150,44 +150,16 @@ async fn issued(tls: &Tls, pebble: &Pebble) -> String {
     .await
 }
 
-/// `curl --cacert <Pebble's root> https://DOMAIN:port/` (resolved to 127.0.0.1).
 fn curl(root: &Path, port: u16) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "10", "--cacert"])
-        .arg(root)
-        .args(["--resolve", &format!("{DOMAIN}:{port}:127.0.0.1")])
-        .arg(format!("https://{DOMAIN}:{port}/"))
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    test_support::pebble::https_get(root, DOMAIN, port)
 }
 
-/// The serial (lowercase hex, no colons or leading zeros) and issuer of the certificate
-/// served on `port`, as openssl s_client sees it.
 fn served(port: u16) -> (String, String) {
-    let sh = format!(
-        "openssl s_client -connect 127.0.0.1:{port} -servername {DOMAIN} </dev/null 2>/dev/null \
-         | openssl x509 -noout -serial -issuer"
-    );
-    let out = Command::new("sh").args(["-c", &sh]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    (norm(&field("serial=")), field("issuer="))
+    test_support::pebble::served_certificate(DOMAIN, port)
 }
 
 fn norm(serial: &str) -> String {
-    let s: String = serial.replace(':', "").to_ascii_lowercase();
-    s.trim_start_matches('0').to_string()
+    test_support::pebble::normalized_serial(serial)
 }
 
 fn mode(p: &Path) -> u32 {

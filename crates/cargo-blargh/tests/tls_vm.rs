@@ -7,12 +7,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::hello::{self, Profile};
 use test_support::load::Wrk;
-use test_support::pebble::Pebble;
+use test_support::pebble::{Pebble, https_get, served_certificate};
 use test_support::remote::{Cli, text};
 use test_support::vm::{Init, Vm, VmOptions, one_at_a_time};
 
@@ -51,36 +51,6 @@ impl App {
     fn deploy(&self, binary: &Path) -> String {
         self.ok(&["deploy", "--binary", binary.to_str().unwrap()], None)
     }
-}
-
-/// `curl --cacert ROOT https://shop.test:PORT/` from this machine: the body, or curl's
-/// complaint (an untrusted or self-signed certificate fails verification).
-fn https_get(port: u16, root: &Path) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "--cacert"])
-        .arg(root)
-        .args([
-            "--resolve",
-            &format!("{DOMAIN}:{port}:127.0.0.1"),
-            &format!("https://{DOMAIN}:{port}/"),
-        ])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// The serial of the certificate served on `port` (openssl s_client, no verification).
-fn served_serial(port: u16) -> String {
-    let script = format!(
-        "openssl s_client -connect 127.0.0.1:{port} -servername {DOMAIN} </dev/null 2>/dev/null \
-         | openssl x509 -noout -serial"
-    );
-    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -134,7 +104,7 @@ fn a_seeded_server_serves_https_with_a_certificate_from_the_acme_ca() {
     let root = pebble.issuer_root();
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
-        match https_get(https, &root) {
+        match https_get(&root, DOMAIN, https) {
             Ok(body) => break body,
             Err(e) if Instant::now() > deadline => panic!(
                 "no certificate from Pebble the client trusts after 60 s: {e}\napp log:\n{}\n{}",
@@ -147,8 +117,8 @@ fn a_seeded_server_serves_https_with_a_certificate_from_the_acme_ca() {
     assert!(body.starts_with("hello from v1 "), "{body}");
     eprintln!("HTTPS verified with Pebble's root after {:?}", t0.elapsed());
     assert_eq!(pebble.orders(), 1, "{}", pebble.log());
-    let serial = served_serial(https);
-    assert!(serial.starts_with("serial="), "{serial}");
+    let serial = served_certificate(DOMAIN, https).0;
+    assert!(!serial.is_empty(), "openssl read no serial");
 
     // status shows the domain's expiry, reported by the app (the agent cannot read its data).
     let status = app.ok(&["status"], None);
@@ -189,16 +159,20 @@ fn a_seeded_server_serves_https_with_a_certificate_from_the_acme_ca() {
     );
     assert!(report.requests > 50, "{}", report.raw);
     assert_eq!(report.failures(), 0, "{}", report.raw);
-    let body = https_get(https, &root).unwrap();
+    let body = https_get(&root, DOMAIN, https).unwrap();
     assert!(body.starts_with("hello from v2 "), "{body}");
-    assert_eq!(served_serial(https), serial, "the same certificate");
+    assert_eq!(
+        served_certificate(DOMAIN, https).0,
+        serial,
+        "the same certificate"
+    );
     assert_eq!(pebble.orders(), 1, "no second order:\n{}", pebble.log());
 
     // The CA goes down: a deploy still serves the certificate on disk.
     pebble.stop();
     app.deploy(&v1);
-    let body = https_get(https, &root).unwrap();
+    let body = https_get(&root, DOMAIN, https).unwrap();
     assert!(body.starts_with("hello from v1 "), "{body}");
-    assert_eq!(served_serial(https), serial);
+    assert_eq!(served_certificate(DOMAIN, https).0, serial);
     eprintln!("done after {:?}", t0.elapsed());
 }

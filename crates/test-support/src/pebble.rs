@@ -181,3 +181,45 @@ impl Drop for Pebble {
         let _ = self.challtestsrv.wait();
     }
 }
+
+/// `curl --cacert ROOT https://DOMAIN:PORT/` with DOMAIN resolved to 127.0.0.1: the body,
+/// or curl's complaint (a certificate the root does not vouch for fails verification).
+pub fn https_get(root: &Path, domain: &str, port: u16) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "10", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("{domain}:{port}:127.0.0.1")])
+        .arg(format!("https://{domain}:{port}/"))
+        .output()
+        .expect("curl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The serial (lower-case hex, no colons or leading zeros) and issuer of the certificate
+/// served for `domain` on 127.0.0.1:`port`, as `openssl s_client` sees it (unverified).
+pub fn served_certificate(domain: &str, port: u16) -> (String, String) {
+    let sh = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername {domain} </dev/null 2>/dev/null \
+         | openssl x509 -noout -serial -issuer"
+    );
+    let out = Command::new("sh").args(["-c", &sh]).output().expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    (normalized_serial(&field("serial=")), field("issuer="))
+}
+
+/// A serial as [`served_certificate`] gives it: lower-case hex, no colons, no leading zeros.
+pub fn normalized_serial(serial: &str) -> String {
+    let s: String = serial.replace(':', "").to_ascii_lowercase();
+    s.trim_start_matches('0').to_string()
+}
