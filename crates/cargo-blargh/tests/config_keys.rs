@@ -446,6 +446,23 @@ fn tls_from_the_config_reaches_the_app_through_the_agent() {
         ),
         "{t}"
     );
+    // hello serves HTTPS through blargh::tls when the domains are set; with no CA reachable
+    // it serves a self-signed certificate and reports it, which status shows.
+    let status = || ok(&app.run(&["status"], &server.connect_flags()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut t = status();
+    while !t.contains("issuer self-signed") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        t = status();
+    }
+    for domain in ["shop.example", "www.shop.example"] {
+        assert!(
+            t.lines().any(|l| l.contains("tls")
+                && l.contains(domain)
+                && l.contains("issuer self-signed")),
+            "status shows {domain}'s self-signed certificate:\n{t}"
+        );
+    }
     // Removed from the config: removed from the app's environment.
     configure("");
     let t = ok(&deploy(&app, &server, &v1, &[]));
