@@ -477,8 +477,41 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
     let path = match (&a.binary, &t.build) {
         (Some(p), _) => p.clone(),
         (None, Some(b)) => {
-            eprintln!("building {} (cargo build --release) …", b.bin);
-            match crate::build::build(&b.dir, &b.package, &b.bin, b.target.as_deref()) {
+            let (target, zig) = match &b.target {
+                Some(target) => {
+                    let zig = crate::build::is_zig_target(target);
+                    let how = if zig { "cargo zigbuild" } else { "cargo build" };
+                    eprintln!(
+                        "building {} ({how} --release --target {target}: `target` is configured) …",
+                        b.bin
+                    );
+                    (Some(target.clone()), zig)
+                }
+                None => {
+                    let hosts = crate::deploy::gnu_hosts(&t.hosts, &t.connect).await;
+                    let choice = crate::build::choose(
+                        crate::build::local_glibc(),
+                        &hosts,
+                        crate::build::Tools::detect(),
+                    );
+                    match choice {
+                        Ok(choice) => {
+                            eprintln!("building {}: {choice} …", b.bin);
+                            match choice {
+                                crate::build::Choice::Native { .. } => (None, false),
+                                crate::build::Choice::Zigbuild { target, .. } => {
+                                    (Some(target), true)
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}\nnothing was built or sent");
+                            return 1;
+                        }
+                    }
+                }
+            };
+            match crate::build::build(&b.dir, &b.package, &b.bin, target.as_deref(), zig) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
