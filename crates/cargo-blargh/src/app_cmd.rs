@@ -487,6 +487,15 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
                     );
                     (Some(target.clone()), zig)
                 }
+                None if a.dry_run => {
+                    // A dry run reaches no host, so it cannot fit the build to one.
+                    eprintln!(
+                        "building {} (cargo build --release; a dry run asks no host which \
+                         glibc it has) …",
+                        b.bin
+                    );
+                    (None, false)
+                }
                 None => {
                     let hosts = crate::deploy::gnu_hosts(&t.hosts, &t.connect).await;
                     let choice = crate::build::choose(
@@ -496,7 +505,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
                     );
                     match choice {
                         Ok(choice) => {
-                            eprintln!("building {}: {choice} …", b.bin);
+                            eprintln!("building {} ({choice}) …", b.bin);
                             match choice {
                                 crate::build::Choice::Native { .. } => (None, false),
                                 crate::build::Choice::Zigbuild { target, .. } => {

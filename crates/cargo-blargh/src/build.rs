@@ -182,9 +182,9 @@ pub enum Choice {
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Choice::Native { why } => write!(f, "native build (cargo build --release): {why}"),
+            Choice::Native { why } => write!(f, "cargo build --release; {why}"),
             Choice::Zigbuild { target, why } => {
-                write!(f, "cargo zigbuild --release --target {target}: {why}")
+                write!(f, "cargo zigbuild --release --target {target}; {why}")
             }
         }
     }
@@ -319,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             c.to_string(),
-            "cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.31: bullseye has \
+            "cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.31; bullseye has \
              glibc 2.31, older than this machine's 2.36"
         );
         let c = choose(Some(v(36)), &[host("jammy", 35)], ALL).unwrap();
