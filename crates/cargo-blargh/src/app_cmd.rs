@@ -498,11 +498,14 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
                 }
                 None => {
                     let hosts = crate::deploy::gnu_hosts(&t.hosts, &t.connect).await;
-                    let choice = crate::build::choose(
-                        crate::build::local_glibc(),
-                        &hosts,
-                        crate::build::Tools::detect(),
-                    );
+                    let local = crate::build::local_glibc();
+                    // Asking for zig costs a few processes: only when a host is older.
+                    let tools = if hosts.iter().any(|h| local.is_some_and(|l| h.glibc < l)) {
+                        crate::build::Tools::detect()
+                    } else {
+                        crate::build::Tools::NONE
+                    };
+                    let choice = crate::build::choose(local, &hosts, tools);
                     match choice {
                         Ok(choice) => {
                             eprintln!("building {} ({choice}) …", b.bin);

@@ -96,6 +96,12 @@ pub struct Tools {
 }
 
 impl Tools {
+    /// Neither.
+    pub const NONE: Tools = Tools {
+        cargo_zigbuild: false,
+        zig: false,
+    };
+
     /// Asks this machine.
     pub fn detect() -> Tools {
         let runs = |program: &str, args: &[&str]| {
@@ -288,10 +294,7 @@ mod tests {
         cargo_zigbuild: true,
         zig: true,
     };
-    const NONE: Tools = Tools {
-        cargo_zigbuild: false,
-        zig: false,
-    };
+    const NONE: Tools = Tools::NONE;
 
     #[test]
     fn hosts_as_new_as_this_machine_get_a_native_build() {
