@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Build blargh's test servers: two Debian 12 (bookworm) VM images, one booting systemd and one
-# booting OpenRC (sysvinit), for QEMU. See testbed/README.md.
+# booting OpenRC (sysvinit), for QEMU; or, with `bullseye`, one Debian 11 image booting
+# systemd (glibc 2.31: a server older than the machine that builds). See testbed/README.md.
 #
-#   testbed/build-image.sh          # build if needed, print the cache directory on stdout
+#   testbed/build-image.sh [bookworm|bullseye]   # build if needed, print the cache directory
 #
-# Output: $BLARGH_TESTBED_DIR (default <repo>/target/testbed)/<hash>/{systemd,openrc}/ with
+# Output: $BLARGH_TESTBED_DIR (default <repo>/target/testbed)/<suite>-<hash>/{systemd,openrc}/
+# (bullseye: systemd/ only) with
 #   disk.img        raw ext4 root filesystem (the whole disk is the filesystem: root=/dev/vda)
 #   vmlinuz         kernel for -kernel
 #   initrd.img      initramfs for -initrd
 #   cmdline         kernel command line for -append
 #   id_ed25519      test private key; root's and admin's authorized_keys hold id_ed25519.pub
 #   host_ed25519.pub  the guest's ed25519 host public key (for known_hosts)
-# <hash> is taken from this script's content, so editing the script builds a new image.
+# <hash> is taken from this script's content and the suite, so editing the script builds a new
+# image.
 # Already built for this hash: exits 0 at once. A build goes to a temporary directory and is
 # renamed into place, so a half-built image is never used. Progress goes to stderr; the only
 # thing on stdout is the cache directory. Needs root, debootstrap, e2fsprogs (mkfs.ext4 -d),
@@ -24,9 +27,17 @@ set -euo pipefail
 SCRIPT="$(readlink -f "${BASH_SOURCE[0]}")"
 ROOT="$(dirname "$(dirname "$SCRIPT")")"
 CACHE="${BLARGH_TESTBED_DIR:-$ROOT/target/testbed}"
-HASH="$(sha256sum "$SCRIPT" | cut -c1-16)"
-FINAL="$CACHE/$HASH"
-SUITE=bookworm
+SUITE="${1:-bookworm}"
+case "$SUITE" in
+bookworm) INITS="systemd openrc" ;;
+bullseye) INITS="systemd" ;;
+*)
+    echo "build-image.sh: unknown suite $SUITE (bookworm or bullseye)" >&2
+    exit 2
+    ;;
+esac
+HASH="$({ cat "$SCRIPT"; echo "suite=$SUITE"; } | sha256sum | cut -c1-16)"
+FINAL="$CACHE/$SUITE-$HASH"
 
 # stdout is reserved for the result; everything else goes to stderr.
 exec 3>&1 1>&2
@@ -39,7 +50,10 @@ done_exit() {
     exit 0
 }
 
-complete() { [ -f "$FINAL/systemd/disk.img" ] && [ -f "$FINAL/openrc/disk.img" ]; }
+complete() {
+    local init
+    for init in $INITS; do [ -f "$FINAL/$init/disk.img" ] || return 1; done
+}
 
 complete && done_exit
 
@@ -158,8 +172,10 @@ ssh-keygen -q -t ecdsa -N '' -C root@blargh-testbed -f "$R/etc/ssh/ssh_host_ecds
 
 # OpenRC copy, taken before systemd-only configuration.
 O="$WORK/rootfs-openrc"
-log "copying the root filesystem for the OpenRC image"
-cp -a "$R" "$O"
+if [ "$INITS" != systemd ]; then
+    log "copying the root filesystem for the OpenRC image"
+    cp -a "$R" "$O"
+fi
 
 # systemd: networkd with DHCP on en*.
 echo blargh-systemd >"$R/etc/hostname"
@@ -176,6 +192,7 @@ in_chroot "$R" systemctl enable systemd-networkd ssh >/dev/null 2>&1
 in_chroot "$R" systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1
 echo "root=/dev/vda rw console=ttyS0" >"$WORK/cmdline-systemd"
 
+if [ "$INITS" != systemd ]; then
 log "OpenRC: installing sysvinit-core openrc ifupdown isc-dhcp-client, purging systemd"
 {
     in_chroot "$O" "${APT_INSTALL[@]}" sysvinit-core openrc ifupdown isc-dhcp-client \
@@ -197,8 +214,9 @@ EOF
 in_chroot "$O" rc-update add networking boot >/dev/null 2>&1 || true
 in_chroot "$O" rc-update add ssh default >/dev/null 2>&1 || true
 echo "root=/dev/vda rw console=ttyS0 net.ifnames=0" >"$WORK/cmdline-openrc"
+fi
 
-for init in systemd openrc; do
+for init in $INITS; do
     rootfs="$WORK/rootfs-$init"
     out="$WORK/out/$init"
     mkdir -p "$out"
@@ -220,9 +238,10 @@ for init in systemd openrc; do
 done
 
 mv "$WORK/out" "$FINAL"
-# Images of older versions of this script: delete those unused for an hour and not open in
-# any process (a test run of an older checkout may still be booting them).
-for old in "$CACHE"/*; do
+# Images of this suite from older versions of this script (and bookworm's from before the
+# suite was in the name): delete those unused for an hour and not open in any process (a test
+# run of an older checkout may still be booting them).
+for old in "$CACHE/$SUITE"-* $([ "$SUITE" = bookworm ] && echo "$CACHE"/????????????????); do
     [ "$old" != "$FINAL" ] && [ -d "$old" ] || continue
     [ -n "$(find "$old" -maxdepth 0 -mmin +60)" ] || continue
     [ -z "$(find /proc/[0-9]*/fd -lname "$old/*" 2>/dev/null | head -n 1)" ] || continue

@@ -5,7 +5,7 @@
 //! - `demo`: show a zero-downtime switch on this machine;
 //! - `mutants`: mutation testing of the VM-free crates, score per crate (docs/testing.md);
 //! - `audit`: Cargo.lock against a snapshot of the RustSec advisory database;
-//! - `prereqs`: install the Debian packages the tests drive.
+//! - `prereqs`: install the Debian packages the tests drive, and zig and cargo-zigbuild.
 
 mod audit;
 mod bench;
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Some("mutants") => mutants::run(&args[1..]),
         Some("audit") => audit::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench|demo|mutants|audit|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  mutants  cargo-mutants on the VM-free crates, score per crate (--in-diff: only what changed)\n  audit    Cargo.lock against the RustSec advisories in audit/ (offline; audit/accepted.toml)\n  prereqs  install the Debian packages tests need"
+            "usage: cargo xtask <test|bench|demo|mutants|audit|prereqs>\n  test     install test prerequisites and run every test\n  bench    print benchmark figures (docs/benchmarks.md); `bench seed`, `bench deploy`, `bench roundtrips` on a VM\n  demo     seed a throwaway VM, deploy v1, deploy v2 under load (--local: no VM)\n  mutants  cargo-mutants on the VM-free crates, score per crate (--in-diff: only what changed)\n  audit    Cargo.lock against the RustSec advisories in audit/ (offline; audit/accepted.toml)\n  prereqs  install the Debian packages tests need, zig and cargo-zigbuild"
                 .to_string(),
         ),
     };

@@ -1,5 +1,8 @@
 //! The Debian packages the tests drive as real peers: one list, one way of installing it,
-//! used by `cargo xtask test`, `cargo xtask prereqs` and `.ci/run`.
+//! used by `cargo xtask test`, `cargo xtask prereqs` and `.ci/run`. Also the two tools that
+//! build for an older glibc (the Debian 11 VM test): zig from PyPI's `ziglang`, which
+//! cargo-zigbuild runs as `python3 -m ziglang`, and cargo-zigbuild from crates.io, both
+//! pinned.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,13 +30,19 @@ const NEEDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// PyPI's `ziglang`: zig, for cargo-zigbuild (`python3 -m ziglang`).
+const ZIGLANG: &str = "0.17.1";
+/// crates.io's `cargo-zigbuild`.
+const CARGO_ZIGBUILD: &str = "0.24.0";
+
 /// Packages that must come from the same Debian release as each other. The machine image
 /// ships `qemu-utils` from bookworm-backports, which `Breaks: qemu-system-common (<< 1:8.0)`:
 /// installing `qemu-system-x86` alone is refused ("held broken packages"), so both are
 /// installed together from the machine's own release, downgrading `qemu-utils` if needed.
 const SAME_RELEASE: &[&str] = &["qemu-system-x86", "qemu-utils"];
 
-/// The packages whose files are missing, in list order, without repeats.
+/// The packages whose files are missing, in list order, without repeats; and python3-pip
+/// when `python3` has no pip to install zig with.
 fn missing() -> Vec<&'static str> {
     let mut out: Vec<&str> = Vec::new();
     for (file, pkg) in NEEDED {
@@ -41,7 +50,69 @@ fn missing() -> Vec<&'static str> {
             out.push(pkg);
         }
     }
+    if !has_zig() && !runs("python3", &["-m", "pip", "--version"]) {
+        out.push("python3-pip");
+    }
     out
+}
+
+/// `program args…` runs and exits 0 (its output thrown away).
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// zig answers as cargo-zigbuild finds it: `python3 -m ziglang`.
+fn has_zig() -> bool {
+    runs("python3", &["-m", "ziglang", "version"])
+}
+
+/// Installs zig (PyPI's `ziglang`, into the `python3` on the PATH, which is the one
+/// cargo-zigbuild runs) and cargo-zigbuild, each when missing.
+fn ensure_zigbuild() -> Result<(), String> {
+    if !has_zig() {
+        eprintln!("xtask: installing zig (pip install ziglang=={ZIGLANG})");
+        let mut pip = Command::new("python3");
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]);
+        if !test_support::agent::running_as_root() {
+            pip.arg("--user");
+        }
+        // Debian's python3 is "externally managed" (PEP 668) and refuses a plain `pip
+        // install`; this variable lets it (older pips ignore it).
+        crate::run(
+            pip.arg(format!("ziglang=={ZIGLANG}"))
+                .env("PIP_BREAK_SYSTEM_PACKAGES", "1"),
+        )?;
+        if !has_zig() {
+            return Err(
+                "pip installed ziglang but `python3 -m ziglang version` still fails".into(),
+            );
+        }
+    }
+    let cargo = crate::cargo();
+    if !runs(&cargo, &["zigbuild", "--help"]) {
+        eprintln!("xtask: installing cargo-zigbuild {CARGO_ZIGBUILD}");
+        crate::run(Command::new(&cargo).args([
+            "install",
+            "--locked",
+            "--quiet",
+            "cargo-zigbuild",
+            "--version",
+            CARGO_ZIGBUILD,
+        ]))?;
+    }
+    Ok(())
 }
 
 /// The `apt-get install` arguments for `missing` packages on a machine of `codename`
@@ -81,8 +152,14 @@ fn codename() -> Result<String, String> {
         .ok_or_else(|| "no VERSION_CODENAME in /etc/os-release: is this Debian?".to_string())
 }
 
-/// Installs missing packages with apt-get when root; otherwise says what to run.
+/// Installs missing packages with apt-get when root (otherwise says what to run), then zig
+/// and cargo-zigbuild.
 pub fn ensure() -> Result<(), String> {
+    apt_packages()?;
+    ensure_zigbuild()
+}
+
+fn apt_packages() -> Result<(), String> {
     let missing = missing();
     if missing.is_empty() {
         return Ok(());

@@ -4,7 +4,7 @@
 //! Checked in order: the OS, the architecture, then, for dynamically linked binaries, the
 //! C library (glibc version, musl) and the presence of the dynamic loader. Each refusal
 //! names what the binary needs, what the host has, and the fix, usually a `--target` to
-//! build for.
+//! build for (for an older glibc, `cargo zigbuild` with the host's glibc in the target).
 
 use thiserror::Error;
 
@@ -128,7 +128,7 @@ pub fn check_fit(reqs: &BinaryReqs, platform: &Platform) -> Result<(), FitError>
                 return Err(FitError::GlibcTooOld {
                     needed,
                     host,
-                    fix: format!("build on an older system or for a musl target: {static_fix}"),
+                    fix: glibc_fix(platform, host, &static_fix),
                 });
             }
         }
@@ -206,6 +206,20 @@ fn arch_fix(platform: &Platform) -> String {
         }
         (Some(t), _) => format!("build for the host: `--target {t}`"),
         (None, _) => format!("build it for {arch} on {}", platform.os),
+    }
+}
+
+/// The fix for a glibc too new for the host: a build for the host's glibc with
+/// cargo-zigbuild (which deploy and seed run by themselves once it is installed), or a
+/// static binary.
+fn glibc_fix(platform: &Platform, host: GlibcVersion, static_fix: &str) -> String {
+    match platform.arch.linux_triple(false) {
+        Some(t) => format!(
+            "build for glibc {host} with `cargo zigbuild --release --target {t}.{host}` \
+             (deploy and seed do that by themselves once `pip install ziglang` and \
+             `cargo install --locked cargo-zigbuild` are done), or a static binary: {static_fix}"
+        ),
+        None => format!("build on an older system or a static binary: {static_fix}"),
     }
 }
 

@@ -220,8 +220,10 @@ fn newer_glibc_than_the_host_is_refused_naming_both() {
     let err = check_fit(&reqs, &fixture("debian-12")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the binary needs GLIBC_2.39 but the host has glibc 2.36; build on an older system \
-         or for a musl target: `--target x86_64-unknown-linux-musl`"
+        "the binary needs GLIBC_2.39 but the host has glibc 2.36; build for glibc 2.36 with \
+         `cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.36` (deploy and seed \
+         do that by themselves once `pip install ziglang` and `cargo install --locked \
+         cargo-zigbuild` are done), or a static binary: `--target x86_64-unknown-linux-musl`"
     );
     assert!(matches!(err, FitError::GlibcTooOld { .. }));
     // The same binary fits Ubuntu 24.04 (glibc 2.39) and Fedora-era hosts.

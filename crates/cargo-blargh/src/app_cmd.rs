@@ -475,7 +475,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
         return 1;
     }
     let t_build = std::time::Instant::now();
-    let (payload, what) = match release_payload(&a, &t, &app_dir) {
+    let (payload, what) = match release_payload(&a, &t, &app_dir).await {
         Ok(p) => p,
         Err((code, e)) => {
             eprintln!("error: {e}");
@@ -547,7 +547,7 @@ async fn deploy_cmd(a: DeployArgs) -> i32 {
 /// What this deploy ships, and how to name it: the built (or `--binary`) executable, that
 /// executable packed with its `include`d files, or a packed `release_dir` (no cargo build:
 /// a pre-build hook or the developer builds it). Errors carry the exit code.
-fn release_payload(
+async fn release_payload(
     a: &DeployArgs,
     t: &Settings,
     app_dir: &std::path::Path,
@@ -575,11 +575,7 @@ fn release_payload(
     }
     let path = match (&a.binary, &t.build) {
         (Some(p), _) => p.clone(),
-        (None, Some(b)) => {
-            eprintln!("building {} (cargo build --release) …", b.bin);
-            crate::build::build(&b.dir, &b.package, &b.bin, b.target.as_deref())
-                .map_err(|e| (1, e.to_string()))?
-        }
+        (None, Some(b)) => build_binary(a, t, b).await?,
         (None, None) => {
             return Err((
                 2,
@@ -609,6 +605,59 @@ fn release_payload(
         }
         _ => Ok((Payload::binary(binary), path.display().to_string())),
     }
+}
+
+/// Builds the app's binary for the configured target, or, with none configured, for the
+/// oldest glibc among the hosts (probed over SSH): natively when this machine's glibc is
+/// not newer than any host's, else with cargo zigbuild when it is installed.
+async fn build_binary(
+    a: &DeployArgs,
+    t: &Settings,
+    b: &crate::settings::Build,
+) -> Result<std::path::PathBuf, (i32, String)> {
+    let (target, zig) = match &b.target {
+        Some(target) => {
+            let zig = crate::build::is_zig_target(target);
+            let how = if zig { "cargo zigbuild" } else { "cargo build" };
+            eprintln!(
+                "building {} ({how} --release --target {target}: `target` is configured) …",
+                b.bin
+            );
+            (Some(target.clone()), zig)
+        }
+        None if a.dry_run => {
+            // A dry run reaches no host, so it cannot fit the build to one.
+            eprintln!(
+                "building {} (cargo build --release; a dry run asks no host which \
+                 glibc it has) …",
+                b.bin
+            );
+            (None, false)
+        }
+        None => {
+            let hosts = crate::deploy::gnu_hosts(&t.hosts, &t.connect).await;
+            let local = crate::build::local_glibc();
+            // Asking for zig costs a few processes: only when a host is older.
+            let tools = if hosts.iter().any(|h| local.is_some_and(|l| h.glibc < l)) {
+                crate::build::Tools::detect()
+            } else {
+                crate::build::Tools::NONE
+            };
+            let choice = crate::build::choose(local, &hosts, tools);
+            match choice {
+                Ok(choice) => {
+                    eprintln!("building {} ({choice}) …", b.bin);
+                    match choice {
+                        crate::build::Choice::Native { .. } => (None, false),
+                        crate::build::Choice::Zigbuild { target, .. } => (Some(target), true),
+                    }
+                }
+                Err(e) => return Err((1, format!("{e}\nnothing was built or sent"))),
+            }
+        }
+    };
+    crate::build::build(&b.dir, &b.package, &b.bin, target.as_deref(), zig)
+        .map_err(|e| (1, e.to_string()))
 }
 
 /// `cargo blargh activate RELEASE`: the switch half of a deploy, for a release the hosts

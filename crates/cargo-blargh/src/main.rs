@@ -1,6 +1,7 @@
 //! `cargo-blargh`: the developer's command (`cargo blargh …`) and, on the server, the agent
 //! (`cargo-blargh agent …`): one executable for both sides.
 
+mod agent_build;
 mod agent_cmd;
 mod app_cmd;
 mod build;

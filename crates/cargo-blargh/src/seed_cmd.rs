@@ -115,18 +115,58 @@ async fn seed_host(
             return REFUSED;
         }
     };
-    // The agent must run there: refuse before sending anything.
-    let fit = blargh_platform::binary_requirements(agent_bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|reqs| blargh_platform::check_fit(&reqs, &platform).map_err(|e| e.to_string()));
-    if let Err(e) = fit {
-        eprintln!(
-            "error: the agent executable {} cannot run on this host: {e}",
-            agent_file.display()
-        );
-        eprintln!("nothing was changed on the host");
-        return REFUSED;
-    }
+    // The agent must run there: refuse before sending anything. This executable needing a
+    // newer glibc than the host has, an agent is built for the host's (or found built).
+    let fits = |bytes: &[u8]| {
+        blargh_platform::binary_requirements(bytes)
+            .map_err(|e| (e.to_string(), false))
+            .and_then(|reqs| {
+                blargh_platform::check_fit(&reqs, &platform).map_err(|e| {
+                    let glibc = matches!(e, blargh_platform::FitError::GlibcTooOld { .. });
+                    (e.to_string(), glibc)
+                })
+            })
+    };
+    let fitted;
+    let agent_bytes = match fits(agent_bytes) {
+        Ok(()) => agent_bytes,
+        Err((e, glibc)) => {
+            let refuse = |more: Option<String>| {
+                eprintln!(
+                    "error: the agent executable {} cannot run on this host: {e}",
+                    agent_file.display()
+                );
+                if let Some(more) = more {
+                    eprintln!("{more}");
+                }
+                eprintln!("nothing was changed on the host");
+                REFUSED
+            };
+            if !glibc || a.agent_binary.is_some() {
+                return refuse(None);
+            }
+            eprintln!("this cargo-blargh needs a newer glibc than the host's ({e})");
+            let sha = crate::deploy::sha256_hex(agent_bytes);
+            match crate::agent_build::fitting_agent(&platform, &sha) {
+                Ok(found) => match fits(&found.1) {
+                    Ok(()) => {
+                        eprintln!("installing the agent {}", found.0.display());
+                        fitted = found.1;
+                        fitted.as_slice()
+                    }
+                    Err((why, _)) => {
+                        return refuse(Some(format!(
+                            "the agent built for it does not fit either ({}): {why}",
+                            found.0.display()
+                        )));
+                    }
+                },
+                Err(why) => {
+                    return refuse(Some(format!("no agent that fits could be made: {why}")));
+                }
+            }
+        }
+    };
     let ssh_user = session.host().user.clone();
     let is_root = platform.is_root;
     if !is_root {

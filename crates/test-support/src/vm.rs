@@ -1,5 +1,6 @@
 //! Real test servers: Debian 12 virtual machines booted under QEMU, one image with systemd
-//! and one with OpenRC, as `testbed/README.md` describes.
+//! and one with OpenRC, and a Debian 11 one with systemd (glibc 2.31, a server older than
+//! the machine that builds), as `testbed/README.md` describes.
 //!
 //! The images are built once by `testbed/build-image.sh` and cached under
 //! `target/testbed/<hash>/`; [`ensure_image`] builds them on first use (that needs root,
@@ -52,24 +53,38 @@ pub enum Init {
     /// Debian 12 with sysvinit as PID 1 (`/proc/1/comm` is `init`) and OpenRC running the
     /// services; ifupdown networking.
     OpenRc,
+    /// Debian 11 (bullseye, glibc 2.31) with systemd as PID 1, built like [`Init::Systemd`]:
+    /// a server whose glibc is older than the one the tests build on.
+    BullseyeSystemd,
 }
 
 impl Init {
-    /// Both init systems, for tests that run against each.
+    /// Both init systems of Debian 12, for tests that run against each.
     pub const ALL: [Init; 2] = [Init::Systemd, Init::OpenRc];
 
-    /// The image's directory name under the cache: `systemd` or `openrc`.
+    /// The image's directory name under its suite's cache directory: `systemd` or `openrc`.
     pub fn name(self) -> &'static str {
         match self {
-            Init::Systemd => "systemd",
+            Init::Systemd | Init::BullseyeSystemd => "systemd",
             Init::OpenRc => "openrc",
+        }
+    }
+
+    /// The Debian release of the image, the argument of `testbed/build-image.sh`.
+    pub fn suite(self) -> &'static str {
+        match self {
+            Init::Systemd | Init::OpenRc => "bookworm",
+            Init::BullseyeSystemd => "bullseye",
         }
     }
 }
 
 impl fmt::Display for Init {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Init::BullseyeSystemd => f.write_str("bullseye systemd"),
+            _ => f.write_str(self.name()),
+        }
     }
 }
 
@@ -118,16 +133,18 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Returns the cached image for `init`, running `testbed/build-image.sh` first if the
+/// Returns the cached image for `init`, running `testbed/build-image.sh SUITE` first if the
 /// image for the script's current version is not built yet. The script's progress goes to
-/// this process's stderr. Within one process the script runs at most once.
+/// this process's stderr. Within one process the script runs at most once per suite.
 pub fn ensure_image(init: Init) -> io::Result<ImagePaths> {
-    static CACHE_DIR: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut cached = lock(CACHE_DIR.get_or_init(|| Mutex::new(None)));
-    if cached.is_none() {
+    static CACHE_DIRS: OnceLock<Mutex<Vec<(&'static str, PathBuf)>>> = OnceLock::new();
+    let mut dirs = lock(CACHE_DIRS.get_or_init(|| Mutex::new(Vec::new())));
+    let suite = init.suite();
+    if !dirs.iter().any(|(s, _)| *s == suite) {
         let script = repo_root().join("testbed/build-image.sh");
         let out = Command::new("bash")
             .arg(&script)
+            .arg(suite)
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
@@ -147,10 +164,13 @@ pub fn ensure_image(init: Init) -> io::Result<ImagePaths> {
                 script.display()
             )));
         }
-        *cached = Some(PathBuf::from(dir));
+        dirs.push((suite, PathBuf::from(dir)));
     }
-    let dir = cached.as_ref().expect("set above").join(init.name());
-    ImagePaths::in_dir(dir)
+    let (_, dir) = dirs
+        .iter()
+        .find(|(s, _)| *s == suite)
+        .expect("pushed above");
+    ImagePaths::in_dir(dir.join(init.name()))
 }
 
 /// A process-wide lock for tests that boot VMs: hold the guard while your VM runs, and the

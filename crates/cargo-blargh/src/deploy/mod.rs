@@ -212,6 +212,32 @@ pub async fn deploy(
     .await
 }
 
+/// The hosts among `hosts` that run glibc, asked before the build so that it can fit the
+/// oldest one. One connection each, closed again; a host that cannot be reached or probed
+/// is left out (the deploy itself reports it).
+pub async fn gnu_hosts(hosts: &[String], connect_args: &ConnectArgs) -> Vec<crate::build::GnuHost> {
+    let mut out = Vec::new();
+    // One after the other: a host-key question is about one host.
+    for dest in hosts {
+        let Ok(session) = connect(dest, connect_args).await else {
+            continue;
+        };
+        let name = host_name(&session);
+        if let Ok(p) = probe(&session).await
+            && let blargh_platform::Libc::Glibc { major, minor } = p.libc
+            && let Some(triple) = p.target_triple()
+        {
+            out.push(crate::build::GnuHost {
+                name,
+                triple,
+                glibc: blargh_platform::GlibcVersion { major, minor },
+            });
+        }
+        let _ = session.close().await;
+    }
+    out
+}
+
 /// Activates a release already on every host (staged by `deploy --stage`, or any kept
 /// one), named by its id or by a prefix of its sha256 (at least 8 hex digits, the same on
 /// every host), with everything a deploy does around the switch: lock, settings, env,
