@@ -25,6 +25,10 @@ const NEEDED: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
     ),
+    // `mix release` of examples/elixir-hello (tests/beam_release.rs): elixir pulls in
+    // erlang-base and the OTP apps it needs; that is all a release without hex packages
+    // takes (erlang-dev/erlang-src are not needed).
+    ("/usr/bin/mix", "elixir"),
 ];
 
 /// Packages that must come from the same Debian release as each other. The machine image
