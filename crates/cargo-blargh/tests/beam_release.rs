@@ -5,6 +5,8 @@
 //! switches v1→v2→v1 and a rollback fail no request under wrk, and v2 after v1 travels as a
 //! delta of the archive (root and `mix` only).
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -99,8 +101,24 @@ fn an_elixir_release_switches_and_rolls_back_under_load_without_a_failed_request
 
     let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", server.web_port()), 8, 1).unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    // A keep-alive connection to v1 that stays idle: v1's drain must close it.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.web_port())).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = idle.read(&mut first).unwrap();
+    let head = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(head.contains("connection: keep-alive"), "{head}");
+    assert!(head.contains("hello from elixir 1.0.0"), "{head}");
     configure("rel-v2");
     let (sent, delta) = deploy(&app, &server);
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        idle.read(&mut first).unwrap(),
+        0,
+        "the draining release closes an idle keep-alive connection"
+    );
     assert_eq!(sent, "delta", "v2 after v1");
     assert!(hello().starts_with("hello from elixir 2.0.0 (release "));
     std::thread::sleep(Duration::from_millis(500));

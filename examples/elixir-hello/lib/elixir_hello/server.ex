@@ -32,7 +32,9 @@ defmodule ElixirHello.Server do
       raise "no inherited socket: LISTEN_PID=#{inspect(pid)} (we are #{:os.getpid()}), LISTEN_FDS=#{fds}"
     end
 
-    {:ok, listen} = :gen_tcp.listen(0, [:binary, {:fd, 3}, active: false, reuseaddr: true, packet: :raw])
+    {:ok, listen} =
+      :gen_tcp.listen(0, [:binary, {:fd, 3}, active: false, reuseaddr: true, packet: :raw])
+
     listen
   end
 
@@ -55,27 +57,36 @@ defmodule ElixirHello.Server do
     :socket.close(sock)
   end
 
+  # Accepts with a short timeout so that a :stop between two accepts ends the loop only
+  # after the connection in hand has been handed over: none is accepted and then dropped.
   defp accept_loop(listen, server) do
-    case :gen_tcp.accept(listen) do
-      {:ok, sock} ->
-        pid = spawn(fn -> receive(do: (:go -> serve(sock, "", false))) end)
-        :ok = :gen_tcp.controlling_process(sock, pid)
-        GenServer.call(server, {:conn, pid})
-        send(pid, :go)
-        accept_loop(listen, server)
+    receive do
+      :stop -> exit(:normal)
+    after
+      0 ->
+        case :gen_tcp.accept(listen, 200) do
+          {:ok, sock} ->
+            pid = spawn(fn -> receive(do: (:go -> serve(sock, "", false))) end)
+            :ok = :gen_tcp.controlling_process(sock, pid)
+            send(server, {:conn, pid})
+            send(pid, :go)
+            accept_loop(listen, server)
 
-      {:error, reason} ->
-        exit({:accept, reason})
+          {:error, :timeout} ->
+            accept_loop(listen, server)
+
+          {:error, reason} ->
+            exit({:accept, reason})
+        end
     end
   end
 
   @impl true
-  def handle_call({:conn, pid}, _from, state) do
+  def handle_info({:conn, pid}, state) do
     Process.monitor(pid)
-    {:reply, :ok, %{state | conns: MapSet.put(state.conns, pid)}}
+    {:noreply, %{state | conns: MapSet.put(state.conns, pid)}}
   end
 
-  @impl true
   def handle_info({:DOWN, _, :process, pid, _}, state),
     do: {:noreply, %{state | conns: MapSet.delete(state.conns, pid)}}
 
@@ -85,11 +96,29 @@ defmodule ElixirHello.Server do
   def terminate(_reason, state) do
     # Stop accepting, but keep the listening socket open: it is shared with the next
     # release, and what waits in its queue is that release's to accept.
-    Process.unlink(state.acceptor)
-    Process.exit(state.acceptor, :kill)
-    Enum.each(state.conns, &send(&1, :drain))
-    wait_for(state.conns)
+    send(state.acceptor, :stop)
+
+    receive do
+      {:EXIT, pid, _} when pid == state.acceptor -> :ok
+    after
+      5_000 -> Process.exit(state.acceptor, :kill)
+    end
+
+    conns = late_conns(state.conns)
+    Enum.each(conns, &send(&1, :drain))
+    wait_for(conns)
     Logger.info("drained, exiting")
+  end
+
+  # Connections the acceptor handed over while terminate/2 was already running.
+  defp late_conns(conns) do
+    receive do
+      {:conn, pid} ->
+        Process.monitor(pid)
+        late_conns(MapSet.put(conns, pid))
+    after
+      0 -> conns
+    end
   end
 
   defp wait_for(conns) do
