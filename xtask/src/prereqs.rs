@@ -28,6 +28,10 @@ const NEEDED: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
     ),
+    // `mix release` of examples/elixir-hello (tests/beam_release.rs): elixir pulls in
+    // erlang-base and the OTP apps it needs; that is all a release without hex packages
+    // takes (erlang-dev/erlang-src are not needed).
+    ("/usr/bin/mix", "elixir"),
 ];
 
 /// PyPI's `ziglang`: zig, for cargo-zigbuild (`python3 -m ziglang`).
