@@ -88,6 +88,10 @@ fn upgrade_on(init: Init) {
     ok(&app
         .run(&["env", "set", "HELLO_WARMUP_MS"], Some(b"3000\n"))
         .unwrap());
+    // The tls key is here to survive the seed; the load below is plain HTTP.
+    ok(&app
+        .run(&["env", "set", "HELLO_PLAIN_HTTP"], Some(b"1\n"))
+        .unwrap());
     ok(&app.deploy(&v1, "first").unwrap());
     eprintln!(
         "{init}: booted, seeded, deployed in {:?}",

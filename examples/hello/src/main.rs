@@ -8,7 +8,8 @@
 //!
 //! Build-time: `HELLO_VERSION` sets the version it reports (default: the crate version).
 //! Run-time: `BLARGH_TLS_DOMAINS` (the config's `tls` key) serves HTTPS with certificates
-//! from the ACME CA (`blargh::tls::serve`); else `HELLO_TLS_CERT` + `HELLO_TLS_KEY` (PEM
+//! from the ACME CA (`blargh::tls::serve`) unless `HELLO_PLAIN_HTTP=1` (tests that check
+//! the key's journey, not HTTPS); else `HELLO_TLS_CERT` + `HELLO_TLS_KEY` (PEM
 //! files) serve HTTPS (h2 or HTTP/1.1 by ALPN) instead of HTTP; `HELLO_WARMUP_MS` delays readiness, as a real app loading caches would;
 //! `HELLO_ADDR` is the address it binds outside blargh (default 127.0.0.1:3000);
 //! `HELLO_CRASH_AFTER_MS` makes it crash that long after it starts serving (for crash-loop
@@ -175,7 +176,8 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(101);
         });
     }
-    if std::env::var_os(blargh::tls::ENV_DOMAINS).is_some() {
+    let plain = std::env::var_os("HELLO_PLAIN_HTTP").is_some_and(|v| v == "1");
+    if std::env::var_os(blargh::tls::ENV_DOMAINS).is_some() && !plain {
         // `tls = { domains = [...] }` in the config: certificates from the ACME CA.
         blargh::tls::serve(listener, app()).await?;
     } else if let Some(tls) = tls_config()? {
