@@ -18,24 +18,6 @@ use test_support::stacks::{elixir_hello_release, have_mix};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-blargh");
 
-/// `deploy --json`: the one host's `(sent, bytes_sent)`, asserting success.
-fn deploy(app: &AppDir, server: &LocalServer) -> (String, u64) {
-    let out = app.run(&["deploy", "--json"], &server.connect_flags());
-    assert!(
-        out.status.success(),
-        "deploy failed:\n{}\n{}",
-        text(&out),
-        server.agent_log()
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    let host = &v["hosts"][0];
-    (
-        host["sent"].as_str().unwrap().to_string(),
-        host["bytes_sent"].as_u64().unwrap(),
-    )
-}
-
 /// Bytes in the regular files under `dir`.
 fn tree_size(dir: &Path) -> u64 {
     let mut total = 0;
@@ -92,7 +74,7 @@ fn an_elixir_release_switches_and_rolls_back_under_load_without_a_failed_request
     let id = |link: &Path| link.file_name().unwrap().to_string_lossy().into_owned();
 
     configure("rel-v1");
-    let (sent, whole) = deploy(&app, &server);
+    let (sent, whole) = app.deploy_json(&server, &[]);
     assert_eq!(sent, "whole");
     assert_eq!(
         hello(),
@@ -111,7 +93,7 @@ fn an_elixir_release_switches_and_rolls_back_under_load_without_a_failed_request
     assert!(head.contains("connection: keep-alive"), "{head}");
     assert!(head.contains("hello from elixir 1.0.0"), "{head}");
     configure("rel-v2");
-    let (sent, delta) = deploy(&app, &server);
+    let (sent, delta) = app.deploy_json(&server, &[]);
     idle.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     assert_eq!(
@@ -123,7 +105,7 @@ fn an_elixir_release_switches_and_rolls_back_under_load_without_a_failed_request
     assert!(hello().starts_with("hello from elixir 2.0.0 (release "));
     std::thread::sleep(Duration::from_millis(500));
     configure("rel-v1");
-    let (again, again_bytes) = deploy(&app, &server);
+    let (again, again_bytes) = app.deploy_json(&server, &[]);
     assert!(hello().starts_with("hello from elixir 1.0.0 (release "));
     std::thread::sleep(Duration::from_millis(500));
     let out = app.run(&["rollback"], &server.connect_flags());

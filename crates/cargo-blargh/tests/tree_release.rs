@@ -24,26 +24,6 @@ fn write(path: &Path, body: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// `deploy --json ARGS`: the one host's `(sent, bytes_sent)`, asserting success.
-fn deploy(app: &AppDir, server: &LocalServer, args: &[&str]) -> (String, u64) {
-    let mut all = vec!["deploy", "--json"];
-    all.extend(args);
-    let out = app.run(&all, &server.connect_flags());
-    assert!(
-        out.status.success(),
-        "deploy failed:\n{}\n{}",
-        text(&out),
-        server.agent_log()
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    let host = &v["hosts"][0];
-    (
-        host["sent"].as_str().unwrap().to_string(),
-        host["bytes_sent"].as_u64().unwrap(),
-    )
-}
-
 /// `deploy` that must fail with exit code 2, before connecting; its stderr.
 fn refused(app: &AppDir, server: &LocalServer, args: &[&str]) -> String {
     let mut all = vec!["deploy"];
@@ -84,7 +64,7 @@ fn include_ships_files_beside_the_binary_and_a_changed_file_as_a_delta() {
     write(&dir.join("secret.env"), "not shipped\n", 0o644);
     let bin = v1.to_str().unwrap();
 
-    let (sent, whole) = deploy(&app, &server, &["--binary", bin]);
+    let (sent, whole) = app.deploy_json(&server, &["--binary", bin]);
     assert_eq!(sent, "whole");
     let get = |path: &str| {
         let r = http::get(server.web_port(), path).unwrap();
@@ -113,7 +93,7 @@ fn include_ships_files_beside_the_binary_and_a_changed_file_as_a_delta() {
     let wrk = Wrk::start(&format!("http://127.0.0.1:{}/", server.web_port()), 8, 1).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     write(&dir.join("static/hello.txt"), "second edition\n", 0o644);
-    let (sent, delta) = deploy(&app, &server, &["--binary", bin]);
+    let (sent, delta) = app.deploy_json(&server, &["--binary", bin]);
     std::thread::sleep(Duration::from_millis(500));
     let report = wrk.finish().unwrap();
     eprintln!(
@@ -219,7 +199,7 @@ fn a_release_dir_is_shipped_whole_and_started_with_its_start_command() {
     symlink("../lib/serve.py", rel.join("bin/shop")).unwrap();
     write(&rel.join("priv/greeting.txt"), "hello from the tree", 0o644);
 
-    let (sent, whole) = deploy(&app, &server, &[]);
+    let (sent, whole) = app.deploy_json(&server, &[]);
     assert_eq!(sent, "whole");
     let body = http::get(server.web_port(), "/").unwrap().body;
     let id = std::fs::read_link(server.root().join("current")).unwrap();
@@ -238,7 +218,7 @@ fn a_release_dir_is_shipped_whole_and_started_with_its_start_command() {
     assert_eq!(before.trim(), tree.display().to_string());
 
     write(&rel.join("priv/greeting.txt"), "hello again", 0o644);
-    let (sent, delta) = deploy(&app, &server, &[]);
+    let (sent, delta) = app.deploy_json(&server, &[]);
     eprintln!("bytes sent: release_dir whole {whole}, one changed file (delta) {delta}");
     assert_eq!(sent, "delta");
     let body = http::get(server.web_port(), "/").unwrap().body;

@@ -260,6 +260,27 @@ impl AppDir {
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", self.cli.display()))
     }
+
+    /// `deploy --json ARGS` to `server`'s one host, which must succeed: what was sent
+    /// (`nothing`, `delta`, `whole`) and how many bytes.
+    pub fn deploy_json(&self, server: &LocalServer, args: &[&str]) -> (String, u64) {
+        let mut all = vec!["deploy", "--json"];
+        all.extend(args);
+        let out = self.run(&all, &server.connect_flags());
+        assert!(
+            out.status.success(),
+            "deploy failed:\n{}\n{}",
+            crate::remote::text(&out),
+            server.agent_log()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", crate::remote::text(&out)));
+        let host = &v["hosts"][0];
+        (
+            host["sent"].as_str().unwrap().to_string(),
+            host["bytes_sent"].as_u64().unwrap(),
+        )
+    }
 }
 
 /// SIGKILLs every process whose executable lies under `dir` (releases left running by a
